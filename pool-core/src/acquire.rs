@@ -1,0 +1,306 @@
+//! The `get` path: queue, check an idle resource, or create one, under the
+//! caller's `acquire_timeout`.
+//!
+//! Each step that holds something of the pool's (a queue place, a resource
+//! being checked, a slot being filled) holds it in a small drop guard, so a
+//! `get` future dropped at any await point gives it back: the queue place is
+//! released (and anything granted to it meanwhile passed on), a resource
+//! interrupted mid-check is destroyed (its state is unknown) and its slot
+//! freed, and a slot whose create was interrupted is freed for the next
+//! waiter.
+
+use std::future::poll_fn;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::deadline::{Ran, earliest, run_until};
+use crate::engine::{Checkout, Entry, Grant};
+use crate::error::{Error, TimeoutPhase};
+use crate::guard::Pooled;
+use crate::manager::{DestroyReason, Manager};
+use crate::observer::EventKind;
+use crate::shared::{Shared, wake};
+
+/// The caller's clock: when `get` started and when it must give up. Both
+/// are read lazily, so an uncontended `get` with no observer reads no clock.
+struct Clock {
+    started: Option<Instant>,
+    timeout: Duration,
+}
+
+impl Clock {
+    fn started(&mut self) -> Instant {
+        *self.started.get_or_insert_with(Instant::now)
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        let timeout = self.timeout;
+        self.started().checked_add(timeout)
+    }
+
+    fn elapsed(&mut self) -> Duration {
+        self.started().elapsed()
+    }
+
+    fn passed(&mut self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// How checking an idle resource ended.
+enum Checked<T> {
+    Ready(Entry<T>),
+    /// It failed and was destroyed; the caller keeps its slot to create one.
+    Replaced,
+    TimedOut,
+    NoRuntime,
+}
+
+impl<M: Manager> Shared<M> {
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        wait: bool,
+        location: &'static Location<'static>,
+    ) -> Result<Pooled<M>, Error<M::Error>> {
+        let mut clock =
+            Clock { started: self.timed.then(Instant::now), timeout: self.config.acquire_timeout };
+        let mut ticket = self.core.checkout(wait);
+        loop {
+            ticket = match ticket {
+                Checkout::Resource(entry) => match self.check(entry, &mut clock).await {
+                    Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location)),
+                    Checked::Replaced => Checkout::Slot,
+                    Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
+                    Checked::NoRuntime => return Err(Error::NoRuntime),
+                },
+                Checkout::Slot => return self.create_for(&mut clock, location).await,
+                Checkout::Wait(key) => match self.wait_turn(key, &mut clock).await {
+                    Ok(Grant::Resource(entry)) => Checkout::Resource(entry),
+                    Ok(Grant::Slot) => Checkout::Slot,
+                    Ok(Grant::Closed) => return Err(Error::Closed),
+                    Err(error) => return Err(error),
+                },
+                Checkout::Closed => return Err(Error::Closed),
+                Checkout::Overloaded => {
+                    self.emit(EventKind::Rejected);
+                    return Err(Error::Overloaded {
+                        max_waiters: self.config.max_waiters.unwrap_or(usize::MAX),
+                    });
+                }
+                Checkout::Exhausted => {
+                    return Err(Error::Exhausted { max_size: self.core.status().max_size });
+                }
+            };
+        }
+    }
+
+    fn hand_out(
+        self: &Arc<Self>,
+        mut entry: Entry<M::Resource>,
+        clock: &mut Clock,
+        location: &'static Location<'static>,
+    ) -> Pooled<M> {
+        entry.info.checkouts += 1;
+        let mut acquired_at = None;
+        let mut leak = None;
+        if self.timed {
+            let now = Instant::now();
+            acquired_at = Some(now);
+            self.emit(EventKind::Acquired { waited: now.saturating_duration_since(clock.started()) });
+            leak = self.leaks.as_ref().map(|leaks| leaks.register(now, location));
+        }
+        Pooled::new(Arc::clone(self), entry, acquired_at, leak)
+    }
+
+    fn timed_out(&self, phase: TimeoutPhase, clock: &mut Clock) -> Error<M::Error> {
+        let elapsed = clock.elapsed();
+        tracing::debug!(pool = %self.config.name, %phase, ?elapsed, "get timed out");
+        self.emit(EventKind::TimedOut { phase });
+        Error::Timeout {
+            phase,
+            elapsed,
+            max_size: self.core.status().max_size,
+            last_error: self.last_error(),
+        }
+    }
+
+    /// Waits in the queue for a grant, until the caller's deadline.
+    async fn wait_turn(&self, key: usize, clock: &mut Clock) -> Result<Grant<M::Resource>, Error<M::Error>> {
+        let mut place = QueuePlace { shared: self, key: Some(key) };
+        let waiting = poll_fn(|cx| self.core.poll_grant(key, cx));
+        match run_until(waiting, || clock.deadline()).await {
+            Ran::Done(grant) => {
+                place.key = None;
+                Ok(grant)
+            }
+            Ran::TimedOut => {
+                drop(place);
+                Err(self.timed_out(TimeoutPhase::Wait, clock))
+            }
+            Ran::NoRuntime => Err(Error::NoRuntime),
+        }
+    }
+
+    /// Runs `recycle` on an idle resource taken from the pool.
+    async fn check(&self, entry: Entry<M::Resource>, clock: &mut Clock) -> Checked<M::Resource> {
+        let mut held = Checking { shared: self, entry: Some(entry) };
+        let recycle_timeout = self.config.recycle_timeout;
+        let ran = {
+            let entry = held.entry.as_mut().expect("held until taken below");
+            let fut = self.manager.recycle(&mut entry.resource, &entry.info);
+            run_until(fut, || {
+                let by_recycle = recycle_timeout.and_then(|t| Instant::now().checked_add(t));
+                earliest(clock.deadline(), by_recycle)
+            })
+            .await
+        };
+        match ran {
+            Ran::Done(Ok(())) => Checked::Ready(held.entry.take().expect("held until now")),
+            Ran::NoRuntime => Checked::NoRuntime,
+            Ran::TimedOut if clock.passed() => Checked::TimedOut,
+            Ran::Done(Err(error)) => {
+                tracing::debug!(pool = %self.config.name, %error, "an idle connection failed its check");
+                self.set_last_error(Some(Arc::new(error)));
+                held.replace();
+                Checked::Replaced
+            }
+            Ran::TimedOut => {
+                tracing::debug!(pool = %self.config.name, "an idle connection's check timed out");
+                held.replace();
+                Checked::Replaced
+            }
+        }
+    }
+
+    /// Creates a resource in the slot the caller holds.
+    async fn create_for(
+        self: &Arc<Self>,
+        clock: &mut Clock,
+        location: &'static Location<'static>,
+    ) -> Result<Pooled<M>, Error<M::Error>> {
+        let slot = Slot { shared: self, filled: false };
+        if let Some(turn) = self.backoff.reserve(Instant::now()) {
+            let deadline = clock.deadline();
+            if deadline.is_some_and(|d| d <= turn) {
+                if let Some(d) = deadline {
+                    tokio::time::sleep_until(d).await;
+                }
+                drop(slot);
+                return Err(self.timed_out(TimeoutPhase::Create, clock));
+            }
+            tokio::time::sleep_until(turn).await;
+        }
+        let generation = self.core.generation();
+        let began = Instant::now();
+        let create_timeout = self.config.create_timeout;
+        let ran = run_until(self.manager.create(), || {
+            earliest(clock.deadline(), create_timeout.and_then(|t| began.checked_add(t)))
+        })
+        .await;
+        match ran {
+            Ran::Done(Ok(resource)) => {
+                let now = Instant::now();
+                self.backoff.succeeded();
+                self.set_last_error(None);
+                let entry = self.new_entry(resource, now, generation);
+                let entry = slot.fill(entry)?;
+                tracing::debug!(pool = %self.config.name, took = ?(now - began), "opened a new connection");
+                self.emit(EventKind::Created { took: now - began });
+                Ok(self.hand_out(entry, clock, location))
+            }
+            Ran::Done(Err(error)) => {
+                let now = Instant::now();
+                self.backoff.failed(now);
+                let error = Arc::new(error);
+                self.set_last_error(Some(Arc::clone(&error)));
+                tracing::warn!(pool = %self.config.name, %error, "could not open a new connection");
+                drop(slot);
+                self.emit(EventKind::CreateFailed { took: now - began, error: &error });
+                Err(Error::Backend(error))
+            }
+            Ran::TimedOut => {
+                let now = Instant::now();
+                self.backoff.failed(now);
+                drop(slot);
+                self.emit(EventKind::CreateFailed { took: now - began, error: &"timed out" });
+                Err(self.timed_out(TimeoutPhase::Create, clock))
+            }
+            Ran::NoRuntime => Err(Error::NoRuntime),
+        }
+    }
+}
+
+/// A place in the queue; dropping it while still queued gives it up and
+/// passes on anything granted to it meanwhile.
+struct QueuePlace<'a, M: Manager> {
+    shared: &'a Shared<M>,
+    key: Option<usize>,
+}
+
+impl<M: Manager> Drop for QueuePlace<'_, M> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let returned = self.shared.core.cancel_wait(key);
+            self.shared.settle(returned);
+        }
+    }
+}
+
+/// A resource out of the idle list being checked; dropping it unfinished
+/// destroys it (its state is unknown) and frees its slot.
+pub(crate) struct Checking<'a, M: Manager> {
+    pub(crate) shared: &'a Shared<M>,
+    pub(crate) entry: Option<Entry<M::Resource>>,
+}
+
+impl<M: Manager> Checking<'_, M> {
+    /// Destroys the resource but keeps its slot for a replacement.
+    fn replace(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.shared.core.swap_for_slot();
+            self.shared.destroy(entry, DestroyReason::RecycleFailed);
+        }
+    }
+}
+
+impl<M: Manager> Drop for Checking<'_, M> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            wake(self.shared.core.remove_in_use());
+            self.shared.destroy(entry, DestroyReason::RecycleFailed);
+        }
+    }
+}
+
+/// A reserved slot; dropping it unfilled frees it for the next waiter.
+pub(crate) struct Slot<'a, M: Manager> {
+    pub(crate) shared: &'a Shared<M>,
+    pub(crate) filled: bool,
+}
+
+impl<M: Manager> Slot<'_, M> {
+    /// Puts a new resource in the slot for the caller; fails if the pool
+    /// closed meanwhile (the resource is then destroyed).
+    fn fill(mut self, entry: Entry<M::Resource>) -> Result<Entry<M::Resource>, Error<M::Error>> {
+        self.filled = true;
+        match self.shared.core.fill_slot(entry) {
+            Ok(entry) => Ok(entry),
+            Err(entry) => {
+                self.shared.destroy(entry, DestroyReason::Closed);
+                Err(Error::Closed)
+            }
+        }
+    }
+}
+
+impl<M: Manager> Drop for Slot<'_, M> {
+    fn drop(&mut self) {
+        if !self.filled {
+            wake(self.shared.core.abandon_slot());
+            self.shared.notify_if_drained();
+        }
+    }
+}

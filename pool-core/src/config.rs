@@ -1,0 +1,115 @@
+//! [`Config`]: the validated settings a pool runs with, and their defaults.
+
+use std::time::Duration;
+
+use crate::error::BuildError;
+
+/// Which idle resource `get` takes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reuse {
+    /// The most recently returned one (the default). Keeps a small hot set in
+    /// use, so surplus resources stay idle long enough for `idle_timeout` to
+    /// close them when load drops.
+    #[default]
+    Lifo,
+    /// The least recently returned one. Spreads use over every resource
+    /// (useful when the backend balances connections across servers).
+    Fifo,
+}
+
+/// Default `max_size`: 10.
+pub const DEFAULT_MAX_SIZE: usize = 10;
+/// Default `acquire_timeout`: 30 s. Finite, so a starved caller fails instead of hanging.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `idle_timeout`: 10 min.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Default `max_lifetime`: 30 min.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// The settings of a pool after validation. Build one with [`PoolBuilder`](crate::PoolBuilder).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) name: String,
+    pub(crate) max_size: usize,
+    pub(crate) min_idle: usize,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) create_timeout: Option<Duration>,
+    pub(crate) recycle_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) keepalive_interval: Option<Duration>,
+    pub(crate) reuse: Reuse,
+    pub(crate) max_waiters: Option<usize>,
+    pub(crate) leak_detection_threshold: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            name: String::from("default"),
+            max_size: DEFAULT_MAX_SIZE,
+            min_idle: 0,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            create_timeout: None,
+            recycle_timeout: None,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_lifetime: Some(DEFAULT_MAX_LIFETIME),
+            keepalive_interval: None,
+            reuse: Reuse::Lifo,
+            max_waiters: None,
+            leak_detection_threshold: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every setting, naming the first bad one.
+    pub(crate) fn validate(&self) -> Result<(), BuildError> {
+        if self.max_size == 0 {
+            return Err(BuildError::new("max_size", self.max_size, "must be at least 1"));
+        }
+        if self.min_idle > self.max_size {
+            return Err(BuildError::new("min_idle", self.min_idle, "must not be larger than max_size"));
+        }
+        if self.name.is_empty() {
+            return Err(BuildError::new("name", &self.name, "must not be empty"));
+        }
+        let positive = [
+            ("acquire_timeout", Some(self.acquire_timeout)),
+            ("create_timeout", self.create_timeout),
+            ("recycle_timeout", self.recycle_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+            ("keepalive_interval", self.keepalive_interval),
+            ("leak_detection_threshold", self.leak_detection_threshold),
+        ];
+        for (setting, value) in positive {
+            if value == Some(Duration::ZERO) {
+                return Err(BuildError::new(
+                    setting,
+                    Duration::ZERO,
+                    "must be longer than zero (leave it unset to disable it)",
+                ));
+            }
+        }
+        if self.max_waiters == Some(0) {
+            return Err(BuildError::new(
+                "max_waiters",
+                0,
+                "must be at least 1 (leave it unset for no limit)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long background work (refill, keepalive) may spend on one
+    /// create or recycle, which no caller's deadline bounds.
+    pub(crate) fn background_create_timeout(&self) -> Duration {
+        self.create_timeout.unwrap_or(self.acquire_timeout)
+    }
+
+    /// See [`Config::background_create_timeout`].
+    pub(crate) fn background_recycle_timeout(&self) -> Duration {
+        self.recycle_timeout.unwrap_or(self.acquire_timeout)
+    }
+}

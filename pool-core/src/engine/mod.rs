@@ -1,0 +1,457 @@
+//! The engine: who gets which resource, and when.
+//!
+//! # Implementation details
+//!
+//! All shared state sits in one [`State`] behind one mutex: the idle
+//! resources (a `VecDeque`, taken from the back for LIFO or the front for
+//! FIFO), the queue of waiting tasks ([`WaiterQueue`]), and three counts —
+//! `in_use` (resources out of the idle list: handed out, handed to a waiter
+//! that has not picked them up yet, or being checked), `creating` (slots
+//! reserved for a resource being created) and `max_size`. A *slot* is the
+//! right to hold one resource; `idle.len() + in_use + creating` is the number
+//! of slots taken. Every critical section is a few field updates: no
+//! allocation in the common case, no I/O, no user code, no await.
+//!
+//! ## Invariants (checked by the property and model tests)
+//!
+//! 1. `idle.len() + in_use + creating <= max_size`, except after a resize
+//!    shrank `max_size` below the resources in use; slots above the limit are
+//!    then given up as they are freed, never handed on.
+//! 2. Nobody waits while something is free: if the queue is not empty, the
+//!    idle list is empty and every slot is taken. A task that frees a slot
+//!    or returns a resource therefore hands it *directly* to the first waiter
+//!    (a [`Grant`]) instead of making it available to whoever comes next.
+//! 3. First come, first served: a new `get` takes an idle resource or a free
+//!    slot only when nobody is queued; otherwise it queues behind the others.
+//!    Grants go to the front of the queue, so no task can barge ahead of one
+//!    that has waited longer.
+//! 4. Once `closed` is set, the queue is empty and stays empty, the idle list
+//!    is empty and stays empty, and no slot is handed on.
+//!
+//! ## Cancellation
+//!
+//! A waiter's node stays allocated until its owner releases it. If a waiter
+//! is cancelled after it was served but before it picked the grant up, the
+//! release returns the grant and [`Core::cancel_wait`] passes it on to the
+//! next waiter (or back to the idle list, or frees the slot) in the same
+//! critical section, so no resource or slot is ever lost to a cancellation.
+//!
+//! ## Wake-ups
+//!
+//! Operations return the wakers to wake instead of waking under the lock;
+//! callers wake them after the lock is released.
+
+mod waiters;
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+
+use crate::config::Reuse;
+use crate::info::ResourceInfo;
+use crate::manager::DestroyReason;
+use crate::status::Status;
+use crate::sync::Mutex;
+use waiters::{NodeState, WaiterQueue};
+
+/// A resource with its book-keeping.
+pub(crate) struct Entry<T> {
+    pub(crate) resource: T,
+    pub(crate) info: ResourceInfo,
+}
+
+/// What a waiter is served with.
+pub(crate) enum Grant<T> {
+    /// An idle resource, already counted in `in_use`.
+    Resource(Entry<T>),
+    /// A free slot, already counted in `creating`: the waiter creates the resource.
+    Slot,
+    /// The pool was closed while it waited.
+    Closed,
+}
+
+/// The outcome of [`Core::checkout`].
+pub(crate) enum Checkout<T> {
+    /// An idle resource, now counted in `in_use`.
+    Resource(Entry<T>),
+    /// A free slot, now counted in `creating`.
+    Slot,
+    /// Queued under this key; poll with [`Core::poll_grant`].
+    Wait(usize),
+    Closed,
+    /// The queue already holds `max_waiters` tasks.
+    Overloaded,
+    /// Nothing free and the caller does not wait.
+    Exhausted,
+}
+
+/// What became of a returned resource.
+pub(crate) enum Returned<T> {
+    /// Kept idle or handed to a waiter.
+    Kept(Option<Waker>),
+    /// Not kept: the caller destroys it for this reason, then wakes the waker.
+    Destroy(Entry<T>, DestroyReason, Option<Waker>),
+}
+
+/// Resources removed from the pool by an operation, and the tasks to wake.
+pub(crate) struct Removed<T> {
+    pub(crate) destroy: Vec<(Entry<T>, DestroyReason)>,
+    pub(crate) wake: Vec<Waker>,
+}
+
+impl<T> Removed<T> {
+    fn new() -> Self {
+        Self { destroy: Vec::new(), wake: Vec::new() }
+    }
+}
+
+/// What maintenance should do next; see [`Core::maintain`].
+pub(crate) struct Chores<T> {
+    /// Retired or reaped idle resources, to destroy.
+    pub(crate) destroy: Vec<(Entry<T>, DestroyReason)>,
+    /// Idle resources due for a keepalive check, now counted in `in_use`.
+    pub(crate) check: Vec<Entry<T>>,
+    /// Whether a slot was reserved (in `creating`) for a refill.
+    pub(crate) refill: bool,
+}
+
+pub(crate) struct State<T> {
+    idle: VecDeque<Entry<T>>,
+    waiters: WaiterQueue<T>,
+    in_use: usize,
+    creating: usize,
+    max_size: usize,
+    min_idle: usize,
+    closed: bool,
+    generation: u64,
+}
+
+impl<T> State<T> {
+    fn slots(&self) -> usize {
+        self.idle.len() + self.in_use + self.creating
+    }
+
+    /// A slot was just given up (already subtracted from its count): hand it
+    /// to the first waiter if the pool may still use it.
+    fn slot_freed(&mut self) -> Option<Waker> {
+        if self.closed || self.waiters.is_empty() || self.slots() >= self.max_size {
+            return None;
+        }
+        self.creating += 1;
+        match self.waiters.grant_front(Grant::Slot) {
+            Ok(waker) => waker,
+            Err(_) => unreachable!("the queue was not empty"),
+        }
+    }
+
+    /// A healthy resource counted in `in_use` goes back: to the first
+    /// waiter, or to the idle list, or (closed, evicted, over the size) away.
+    fn put_back(&mut self, entry: Entry<T>) -> Returned<T> {
+        let reason = if self.closed {
+            Some(DestroyReason::Closed)
+        } else if entry.info.generation != self.generation || self.slots() > self.max_size {
+            Some(DestroyReason::Evicted)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.in_use -= 1;
+            let wake = self.slot_freed();
+            return Returned::Destroy(entry, reason, wake);
+        }
+        match self.waiters.grant_front(Grant::Resource(entry)) {
+            Ok(waker) => Returned::Kept(waker),
+            Err(Grant::Resource(entry)) => {
+                self.in_use -= 1;
+                self.idle.push_back(entry);
+                Returned::Kept(None)
+            }
+            Err(_) => unreachable!("grant_front returns the grant it was given"),
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            max_size: self.max_size,
+            min_idle: self.min_idle,
+            size: self.idle.len() + self.in_use,
+            idle: self.idle.len(),
+            in_use: self.in_use,
+            creating: self.creating,
+            waiting: self.waiters.len(),
+            closed: self.closed,
+        }
+    }
+}
+
+/// The engine: the state behind its lock, and the operations on it.
+pub(crate) struct Core<T> {
+    state: Mutex<State<T>>,
+    reuse: Reuse,
+    max_waiters: usize,
+}
+
+impl<T> Core<T> {
+    pub(crate) fn new(max_size: usize, min_idle: usize, reuse: Reuse, max_waiters: Option<usize>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                idle: VecDeque::with_capacity(max_size.min(1024)),
+                waiters: WaiterQueue::new(),
+                in_use: 0,
+                creating: 0,
+                max_size,
+                min_idle,
+                closed: false,
+                generation: 0,
+            }),
+            reuse,
+            max_waiters: max_waiters.unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Takes an idle resource or a free slot, or queues the caller (when
+    /// `wait`), in first-come-first-served order.
+    pub(crate) fn checkout(&self, wait: bool) -> Checkout<T> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Checkout::Closed;
+        }
+        if state.waiters.is_empty() {
+            let idle = match self.reuse {
+                Reuse::Lifo => state.idle.pop_back(),
+                Reuse::Fifo => state.idle.pop_front(),
+            };
+            if let Some(entry) = idle {
+                state.in_use += 1;
+                return Checkout::Resource(entry);
+            }
+            if state.slots() < state.max_size {
+                state.creating += 1;
+                return Checkout::Slot;
+            }
+        }
+        if !wait {
+            return Checkout::Exhausted;
+        }
+        if state.waiters.len() >= self.max_waiters {
+            return Checkout::Overloaded;
+        }
+        Checkout::Wait(state.waiters.push_back())
+    }
+
+    /// Polls a queued waiter; on `Ready` its key is released.
+    pub(crate) fn poll_grant(&self, key: usize, cx: &mut Context<'_>) -> Poll<Grant<T>> {
+        let mut state = self.state.lock();
+        match state.waiters.state_mut(key) {
+            NodeState::Waiting(waker) => {
+                match waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            NodeState::Granted(_) => match state.waiters.release(key) {
+                Some(grant) => Poll::Ready(grant),
+                None => unreachable!("a granted node holds its grant"),
+            },
+            NodeState::Free => unreachable!("a waiter polled a released key"),
+        }
+    }
+
+    /// A queued waiter gives up (timed out or cancelled). Whatever it had
+    /// been granted meanwhile is passed on at once.
+    pub(crate) fn cancel_wait(&self, key: usize) -> Returned<T> {
+        let mut state = self.state.lock();
+        match state.waiters.release(key) {
+            None | Some(Grant::Closed) => Returned::Kept(None),
+            Some(Grant::Resource(entry)) => state.put_back(entry),
+            Some(Grant::Slot) => {
+                state.creating -= 1;
+                Returned::Kept(state.slot_freed())
+            }
+        }
+    }
+
+    /// A checked-out resource comes back healthy.
+    pub(crate) fn put_back(&self, entry: Entry<T>) -> Returned<T> {
+        self.state.lock().put_back(entry)
+    }
+
+    /// A checked-out resource is gone for good (destroyed or detached).
+    pub(crate) fn remove_in_use(&self) -> Option<Waker> {
+        let mut state = self.state.lock();
+        state.in_use -= 1;
+        state.slot_freed()
+    }
+
+    /// A reserved slot is given up: its create failed or was cancelled.
+    pub(crate) fn abandon_slot(&self) -> Option<Waker> {
+        let mut state = self.state.lock();
+        state.creating -= 1;
+        state.slot_freed()
+    }
+
+    /// The caller's reserved slot now holds a resource it keeps. Returns the
+    /// entry back (to destroy) when the pool was closed meanwhile.
+    pub(crate) fn fill_slot(&self, entry: Entry<T>) -> Result<Entry<T>, Entry<T>> {
+        let mut state = self.state.lock();
+        state.creating -= 1;
+        if state.closed {
+            return Err(entry);
+        }
+        state.in_use += 1;
+        Ok(entry)
+    }
+
+    /// A resource created in the background joins the pool: to the first
+    /// waiter or the idle list.
+    pub(crate) fn add_created(&self, entry: Entry<T>) -> Returned<T> {
+        let mut state = self.state.lock();
+        state.creating -= 1;
+        state.in_use += 1;
+        state.put_back(entry)
+    }
+
+    /// A checked-out resource failed its check and was destroyed, but the
+    /// caller keeps the slot to create a replacement.
+    pub(crate) fn swap_for_slot(&self) {
+        let mut state = self.state.lock();
+        state.in_use -= 1;
+        state.creating += 1;
+    }
+
+    /// The current generation; resources from older ones are evicted on return.
+    pub(crate) fn generation(&self) -> u64 {
+        self.state.lock().generation
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        self.state.lock().status()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    /// Closes the pool: every waiter is served `Closed`, every idle resource
+    /// is removed. Returns `None` if it was closed already.
+    pub(crate) fn close(&self) -> Option<Removed<T>> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return None;
+        }
+        state.closed = true;
+        let mut removed = Removed::new();
+        while let Ok(waker) = state.waiters.grant_front(Grant::Closed) {
+            removed.wake.extend(waker);
+        }
+        removed.destroy.extend(state.idle.drain(..).map(|e| (e, DestroyReason::Closed)));
+        Some(removed)
+    }
+
+    /// Slots still taken (resources in use or being created); zero once a
+    /// closed pool has drained.
+    pub(crate) fn outstanding(&self) -> usize {
+        let state = self.state.lock();
+        state.slots()
+    }
+
+    /// Changes `max_size`. Growing serves waiters with the new slots;
+    /// shrinking removes idle resources above the new size at once.
+    pub(crate) fn resize(&self, max_size: usize) -> Removed<T> {
+        let mut state = self.state.lock();
+        state.max_size = max_size;
+        state.min_idle = state.min_idle.min(max_size);
+        let mut removed = Removed::new();
+        while state.slots() > max_size {
+            let Some(entry) = state.idle.pop_front() else { break };
+            removed.destroy.push((entry, DestroyReason::Evicted));
+        }
+        while let Some(waker) = state.slot_freed() {
+            removed.wake.push(waker);
+        }
+        removed
+    }
+
+    /// Removes every idle resource now, and marks the ones in use so they are
+    /// removed when they come back.
+    pub(crate) fn evict_all(&self) -> Removed<T> {
+        let mut state = self.state.lock();
+        state.generation += 1;
+        let mut removed = Removed::new();
+        removed.destroy.extend(state.idle.drain(..).map(|e| (e, DestroyReason::Evicted)));
+        removed
+    }
+
+    /// Takes every idle resource out (counted in `in_use`), for a predicate
+    /// that must not run under the lock; see [`Core::put_back`].
+    pub(crate) fn take_idle(&self) -> Vec<Entry<T>> {
+        let mut state = self.state.lock();
+        let taken: Vec<_> = state.idle.drain(..).collect();
+        state.in_use += taken.len();
+        taken
+    }
+
+    /// One maintenance round's bookkeeping, all under one lock: removes idle
+    /// resources whose lifetime is over and those idle too long above
+    /// `min_idle`, takes out those due for a keepalive check, and reserves a
+    /// slot for a refill if fewer than `min_idle` are idle.
+    pub(crate) fn maintain(
+        &self,
+        expired: impl Fn(&ResourceInfo) -> bool,
+        idle_too_long: impl Fn(&ResourceInfo) -> bool,
+        check_due: impl Fn(&ResourceInfo) -> bool,
+        refill_in_flight: usize,
+    ) -> Chores<T> {
+        let mut state = self.state.lock();
+        let mut chores = Chores { destroy: Vec::new(), check: Vec::new(), refill: false };
+        if state.closed {
+            return chores;
+        }
+        let generation = state.generation;
+        let min_idle = state.min_idle;
+        let mut kept = VecDeque::with_capacity(state.idle.len());
+        // Oldest-returned first, so reaping removes the longest idle.
+        let mut idle_count = state.idle.len();
+        for entry in state.idle.drain(..) {
+            if entry.info.generation != generation {
+                chores.destroy.push((entry, DestroyReason::Evicted));
+                idle_count -= 1;
+            } else if expired(&entry.info) {
+                chores.destroy.push((entry, DestroyReason::Lifetime));
+                idle_count -= 1;
+            } else if idle_count > min_idle && idle_too_long(&entry.info) {
+                chores.destroy.push((entry, DestroyReason::Idle));
+                idle_count -= 1;
+            } else if check_due(&entry.info) {
+                chores.check.push(entry);
+            } else {
+                kept.push_back(entry);
+            }
+        }
+        state.idle = kept;
+        state.in_use += chores.check.len();
+        if state.idle.len() + chores.check.len() + refill_in_flight < state.min_idle
+            && state.slots() < state.max_size
+            && state.waiters.is_empty()
+        {
+            state.creating += 1;
+            chores.refill = true;
+        }
+        chores
+    }
+
+    /// Calls `f` with every idle resource's info, under the lock (for
+    /// computing the next maintenance deadline; `f` must be trivial).
+    pub(crate) fn for_each_idle(&self, mut f: impl FnMut(&ResourceInfo)) {
+        let state = self.state.lock();
+        for entry in &state.idle {
+            f(&entry.info);
+        }
+    }
+
+    /// Whether fewer than `min_idle` resources are idle and a slot is free.
+    pub(crate) fn needs_refill(&self) -> bool {
+        let state = self.state.lock();
+        !state.closed && state.idle.len() < state.min_idle && state.slots() < state.max_size
+    }
+}

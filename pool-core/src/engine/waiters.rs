@@ -1,0 +1,126 @@
+//! The FIFO queue of tasks waiting in `get`.
+//!
+//! A doubly linked list threaded through a slab (`Vec` of nodes plus a free
+//! list), so a waiter is appended, served from the front, or removed from
+//! anywhere (when its `get` is cancelled) in O(1), and no node is allocated
+//! per wait once the slab has grown to the largest queue seen.
+//!
+//! A node belongs to its waiter from `push_back` until the waiter calls
+//! [`WaiterQueue::release`]; serving a waiter unlinks the node and stores the
+//! grant in it, but leaves the node allocated so the waiter can pick the
+//! grant up (or hand it back if it was cancelled meanwhile). Keys are
+//! therefore never reused while their owner still holds them.
+
+use std::task::Waker;
+
+use super::Grant;
+
+const NIL: usize = usize::MAX;
+
+pub(crate) enum NodeState<T> {
+    Free,
+    Waiting(Option<Waker>),
+    Granted(Grant<T>),
+}
+
+struct Node<T> {
+    prev: usize,
+    next: usize,
+    state: NodeState<T>,
+}
+
+pub(crate) struct WaiterQueue<T> {
+    nodes: Vec<Node<T>>,
+    free: Vec<usize>,
+    head: usize,
+    tail: usize,
+    len: usize,
+}
+
+impl<T> WaiterQueue<T> {
+    pub(crate) const fn new() -> Self {
+        Self { nodes: Vec::new(), free: Vec::new(), head: NIL, tail: NIL, len: 0 }
+    }
+
+    /// Tasks queued and not yet served.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a new waiter and returns its key.
+    pub(crate) fn push_back(&mut self) -> usize {
+        let node = Node { prev: self.tail, next: NIL, state: NodeState::Waiting(None) };
+        let key = if let Some(key) = self.free.pop() {
+            self.nodes[key] = node;
+            key
+        } else {
+            self.nodes.push(node);
+            self.nodes.len() - 1
+        };
+        if self.tail == NIL {
+            self.head = key;
+        } else {
+            self.nodes[self.tail].next = key;
+        }
+        self.tail = key;
+        self.len += 1;
+        key
+    }
+
+    /// Serves the first waiter with `grant` and returns its waker, or gives
+    /// the grant back when nobody waits.
+    pub(crate) fn grant_front(&mut self, grant: Grant<T>) -> Result<Option<Waker>, Grant<T>> {
+        let key = self.head;
+        if key == NIL {
+            return Err(grant);
+        }
+        self.unlink(key);
+        let previous = std::mem::replace(&mut self.nodes[key].state, NodeState::Granted(grant));
+        match previous {
+            NodeState::Waiting(waker) => Ok(waker),
+            // Only waiting nodes are linked.
+            NodeState::Free | NodeState::Granted(_) => unreachable!("a linked waiter was not waiting"),
+        }
+    }
+
+    /// The state of the node behind `key`, which its owner still holds.
+    pub(crate) fn state_mut(&mut self, key: usize) -> &mut NodeState<T> {
+        &mut self.nodes[key].state
+    }
+
+    /// Frees `key`, unlinking it first if it is still queued, and returns what
+    /// it held: `None` if it was still waiting, the grant if it had been served.
+    pub(crate) fn release(&mut self, key: usize) -> Option<Grant<T>> {
+        let state = std::mem::replace(&mut self.nodes[key].state, NodeState::Free);
+        self.free.push(key);
+        match state {
+            NodeState::Waiting(_) => {
+                self.unlink(key);
+                None
+            }
+            NodeState::Granted(grant) => Some(grant),
+            NodeState::Free => unreachable!("a waiter key was released twice"),
+        }
+    }
+
+    fn unlink(&mut self, key: usize) {
+        let Node { prev, next, .. } = self.nodes[key];
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.nodes[prev].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.nodes[next].prev = prev;
+        }
+        self.nodes[key].prev = NIL;
+        self.nodes[key].next = NIL;
+        self.len -= 1;
+    }
+}

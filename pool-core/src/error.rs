@@ -1,0 +1,217 @@
+//! The errors of `get` ([`Error`]), of building a pool ([`BuildError`]) and of
+//! closing one ([`CloseTimedOut`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which step of `get` ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// Waiting in the queue for another task to return a resource.
+    Wait,
+    /// Creating a new resource (`create_timeout`, or the end of `acquire_timeout`).
+    Create,
+    /// Checking an idle resource before handing it out (the end of `acquire_timeout`).
+    Recycle,
+}
+
+impl TimeoutPhase {
+    /// A short lower-case name (`"wait"`, `"create"`, `"recycle"`), fit for a metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Wait => "wait",
+            Self::Create => "create",
+            Self::Recycle => "recycle",
+        }
+    }
+}
+
+impl fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why `get` or `try_get` gave no resource. `E` is the backend's error.
+///
+/// Backend errors are shared (`Arc<E>`) because one failure can be reported
+/// to many callers: the task whose `create` failed gets [`Error::Backend`],
+/// and tasks that time out meanwhile see it as `last_error`.
+#[non_exhaustive]
+pub enum Error<E> {
+    /// Ran out of time in `phase`, after `elapsed` in `get`.
+    Timeout {
+        /// The step that was running when time ran out.
+        phase: TimeoutPhase,
+        /// How long `get` had been running.
+        elapsed: Duration,
+        /// The pool's `max_size` at the time.
+        max_size: usize,
+        /// The last error the backend returned while this caller waited (a
+        /// failed create or recycle), which is usually the real cause.
+        last_error: Option<Arc<E>>,
+    },
+    /// The pool is closed; it hands out nothing any more.
+    Closed,
+    /// `max_waiters` tasks were already waiting, so this one was refused at once.
+    Overloaded {
+        /// The configured limit.
+        max_waiters: usize,
+    },
+    /// `try_get` found no idle resource and no free slot.
+    Exhausted {
+        /// The pool's `max_size` at the time.
+        max_size: usize,
+    },
+    /// The backend failed to create a resource for this caller.
+    Backend(Arc<E>),
+    /// `get` was called outside a Tokio runtime, so it could not wait.
+    NoRuntime,
+}
+
+impl<E> Error<E> {
+    /// The backend error behind this one: the failure itself for
+    /// [`Error::Backend`], the last failure seen for [`Error::Timeout`].
+    pub fn backend_error(&self) -> Option<&E> {
+        match self {
+            Self::Backend(e) => Some(e),
+            Self::Timeout { last_error, .. } => last_error.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout { phase, elapsed, max_size, last_error } => {
+                match phase {
+                    TimeoutPhase::Wait => write!(
+                        f,
+                        "timed out after {elapsed:?} waiting for a free connection (all {max_size} in use); \
+                         return connections sooner, raise max_size or raise acquire_timeout"
+                    )?,
+                    TimeoutPhase::Create => write!(
+                        f,
+                        "timed out after {elapsed:?} opening a new connection; check that the server is \
+                         reachable and not overloaded, or raise create_timeout/acquire_timeout"
+                    )?,
+                    TimeoutPhase::Recycle => write!(
+                        f,
+                        "timed out after {elapsed:?} checking an idle connection before reuse; the server \
+                         or the network path to it may be stuck"
+                    )?,
+                }
+                if let Some(e) = last_error {
+                    write!(f, "; last error from the backend: {e}")?;
+                }
+                Ok(())
+            }
+            Self::Closed => f.write_str("the pool is closed and hands out no more connections"),
+            Self::Overloaded { max_waiters } => write!(
+                f,
+                "refused at once: {max_waiters} tasks are already waiting for a connection (max_waiters); \
+                 the service is overloaded, shed load or raise max_waiters"
+            ),
+            Self::Exhausted { max_size } => write!(
+                f,
+                "no idle connection and no free slot (all {max_size} in use), and try_get does not wait"
+            ),
+            Self::Backend(e) => write!(f, "could not open a new connection: {e}"),
+            Self::NoRuntime => f.write_str(
+                "the pool must be used inside a Tokio runtime with timers enabled, and none is running here",
+            ),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout { phase, elapsed, max_size, last_error } => f
+                .debug_struct("Timeout")
+                .field("phase", phase)
+                .field("elapsed", elapsed)
+                .field("max_size", max_size)
+                .field("last_error", last_error)
+                .finish(),
+            Self::Closed => f.write_str("Closed"),
+            Self::Overloaded { max_waiters } => {
+                f.debug_struct("Overloaded").field("max_waiters", max_waiters).finish()
+            }
+            Self::Exhausted { max_size } => f.debug_struct("Exhausted").field("max_size", max_size).finish(),
+            Self::Backend(e) => f.debug_tuple("Backend").field(e).finish(),
+            Self::NoRuntime => f.write_str("NoRuntime"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Backend(e) => Some(&**e),
+            Self::Timeout { last_error: Some(e), .. } => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+/// A pool setting was out of range; says which one, the value given and the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError {
+    setting: &'static str,
+    value: String,
+    rule: &'static str,
+}
+
+impl BuildError {
+    pub(crate) fn new(setting: &'static str, value: impl fmt::Debug, rule: &'static str) -> Self {
+        Self { setting, value: format!("{value:?}"), rule }
+    }
+
+    /// The name of the bad setting, as the builder method is called (`"max_size"`).
+    pub fn setting(&self) -> &'static str {
+        self.setting
+    }
+
+    /// The value that was given, as text.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid pool setting {} = {}: {}", self.setting, self.value, self.rule)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// [`Pool::close_and_wait`](crate::Pool::close_and_wait) gave up before every
+/// checked-out resource came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseTimedOut {
+    /// Resources still checked out (or being created) when time ran out.
+    pub outstanding: usize,
+}
+
+impl fmt::Display for CloseTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the pool is closed but {} connection(s) were still checked out when the deadline passed; \
+             they are destroyed when their holders drop them",
+            self.outstanding
+        )
+    }
+}
+
+impl std::error::Error for CloseTimedOut {}

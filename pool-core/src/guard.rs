@@ -1,0 +1,139 @@
+//! [`Pooled`]: the guard `get` returns, which gives the resource back on drop.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::engine::Entry;
+use crate::info::ResourceInfo;
+use crate::manager::{DestroyReason, Manager};
+use crate::observer::EventKind;
+use crate::shared::{Shared, wake};
+
+/// A resource borrowed from a [`Pool`](crate::Pool). Derefs to the
+/// resource; dropping it gives the resource back.
+///
+/// On drop the resource is kept for reuse unless [`Manager::is_broken`] says
+/// it is broken, its `max_lifetime` has passed, it was evicted, the pool
+/// was closed, or the holder is panicking (its state is then unknown); in
+/// those cases it is destroyed and its slot freed. Returning never blocks
+/// and never awaits: it is a few field updates under the pool's lock, and
+/// a waiting task, if any, is handed the resource directly.
+pub struct Pooled<M: Manager> {
+    shared: Arc<Shared<M>>,
+    entry: Option<Entry<M::Resource>>,
+    acquired_at: Option<Instant>,
+    leak: Option<usize>,
+}
+
+impl<M: Manager> Pooled<M> {
+    pub(crate) fn new(
+        shared: Arc<Shared<M>>,
+        entry: Entry<M::Resource>,
+        acquired_at: Option<Instant>,
+        leak: Option<usize>,
+    ) -> Self {
+        Self { shared, entry: Some(entry), acquired_at, leak }
+    }
+
+    fn entry(&self) -> &Entry<M::Resource> {
+        self.entry.as_ref().expect("a Pooled holds its entry until it is consumed")
+    }
+
+    /// What the pool knows about this resource (age, checkouts, ...).
+    pub fn info(this: &Self) -> &ResourceInfo {
+        &this.entry().info
+    }
+
+    /// Takes the resource out of the pool for good. Its slot is freed at
+    /// once, so the pool may open another in its place; the pool no longer
+    /// counts, checks or closes it.
+    pub fn detach(mut this: Self) -> M::Resource {
+        let entry = this.entry.take().expect("a Pooled holds its entry until it is consumed");
+        this.finish();
+        wake(this.shared.core.remove_in_use());
+        entry.resource
+    }
+
+    /// Destroys the resource instead of returning it (with
+    /// [`DestroyReason::Broken`]): for a resource the caller knows is no
+    /// longer usable.
+    pub fn discard(mut this: Self) {
+        let entry = this.entry.take().expect("a Pooled holds its entry until it is consumed");
+        this.finish();
+        wake(this.shared.core.remove_in_use());
+        this.shared.destroy(entry, DestroyReason::Broken);
+    }
+
+    /// Leak and timing book-keeping when the holder is done.
+    fn finish(&mut self) -> Option<Instant> {
+        let now = self.acquired_at.map(|acquired_at| {
+            let now = Instant::now();
+            self.shared.emit(EventKind::Released { held: now.saturating_duration_since(acquired_at) });
+            now
+        });
+        if let (Some(key), Some(leaks)) = (self.leak.take(), self.shared.leaks.as_ref())
+            && let Some(location) = leaks.unregister(key)
+        {
+            tracing::info!(
+                pool = %self.shared.config.name,
+                %location,
+                "a connection reported as a possible leak was returned"
+            );
+        }
+        now
+    }
+}
+
+impl<M: Manager> Drop for Pooled<M> {
+    fn drop(&mut self) {
+        let Some(mut entry) = self.entry.take() else { return };
+        let now = self.finish().unwrap_or_else(Instant::now);
+        let shared = &*self.shared;
+        let reason = if std::thread::panicking() || shared.manager.is_broken(&mut entry.resource) {
+            Some(DestroyReason::Broken)
+        } else if entry.info.expires_at.is_some_and(|at| now >= at) {
+            Some(DestroyReason::Lifetime)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            wake(shared.core.remove_in_use());
+            shared.destroy(entry, reason);
+            return;
+        }
+        entry.info.returned_at = now;
+        entry.info.alive_at = now;
+        let returned = shared.core.put_back(entry);
+        shared.settle(returned);
+    }
+}
+
+impl<M: Manager> Deref for Pooled<M> {
+    type Target = M::Resource;
+
+    fn deref(&self) -> &M::Resource {
+        &self.entry().resource
+    }
+}
+
+impl<M: Manager> DerefMut for Pooled<M> {
+    fn deref_mut(&mut self) -> &mut M::Resource {
+        &mut self.entry.as_mut().expect("a Pooled holds its entry until it is consumed").resource
+    }
+}
+
+impl<M: Manager> fmt::Debug for Pooled<M>
+where
+    M::Resource: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pooled")
+            .field("pool", &self.shared.config.name)
+            .field("resource", &self.entry().resource)
+            .field("info", &self.entry().info)
+            .finish()
+    }
+}

@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod acquire;
+mod backoff;
+mod builder;
+mod config;
+mod deadline;
+mod engine;
+mod error;
+mod guard;
+mod info;
+mod jitter;
+mod leak;
+mod maintenance;
+mod manager;
+mod observer;
+mod pool;
+mod shared;
+mod status;
+mod sync;
+
+pub use builder::PoolBuilder;
+pub use config::{
+    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Reuse,
+};
+pub use error::{BuildError, CloseTimedOut, Error, TimeoutPhase};
+pub use guard::Pooled;
+pub use info::ResourceInfo;
+pub use manager::{DestroyReason, Manager};
+pub use observer::{Event, EventKind, Observer};
+pub use pool::Pool;
+pub use status::Status;

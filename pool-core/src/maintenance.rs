@@ -1,0 +1,184 @@
+//! The maintenance task: one per pool, in the background.
+//!
+//! Each round it retires idle resources past their lifetime, closes those
+//! idle longer than `idle_timeout` while more than `min_idle` are idle,
+//! validates idle resources due for a keepalive check, reports suspected
+//! leaks, and creates one resource when fewer than `min_idle` are idle. Then
+//! it sleeps until the earliest moment something can next fall due, or
+//! until it is woken (close, resize, evict, a destroyed resource when
+//! `min_idle` is set).
+//!
+//! It holds only a weak reference to the pool while it sleeps, so it never
+//! keeps a dropped pool alive; it ends when the pool is closed (which
+//! dropping the last `Pool` handle does) or gone.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::acquire::{Checking, Slot};
+use crate::deadline::earliest;
+use crate::manager::Manager;
+use crate::observer::EventKind;
+use crate::shared::Shared;
+
+/// Spawns the task if a Tokio runtime is running and it is not running yet.
+pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    if shared.maintenance_started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    runtime.spawn(run(Arc::downgrade(shared), Arc::clone(&shared.wake_maintenance)));
+}
+
+async fn run<M: Manager>(pool: Weak<Shared<M>>, wake: Arc<Notify>) {
+    loop {
+        let mut woken = std::pin::pin!(wake.notified());
+        woken.as_mut().enable();
+        let next = {
+            let Some(shared) = pool.upgrade() else { return };
+            if shared.core.is_closed() {
+                return;
+            }
+            shared.maintain().await
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = woken => {}
+                }
+            }
+            None => woken.await,
+        }
+    }
+}
+
+impl<M: Manager> Shared<M> {
+    /// One round; returns when the next round is due (`None`: only when woken).
+    async fn maintain(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let config = &self.config;
+        let after = |at: Instant, period: Option<Duration>| period.and_then(|p| at.checked_add(p));
+        let chores = self.core.maintain(
+            |info| info.expires_at.is_some_and(|at| at <= now),
+            |info| after(info.returned_at, config.idle_timeout).is_some_and(|at| at <= now),
+            |info| after(info.alive_at, config.keepalive_interval).is_some_and(|at| at <= now),
+            0,
+        );
+        for (entry, reason) in chores.destroy {
+            self.destroy(entry, reason);
+        }
+        for entry in chores.check {
+            self.keepalive(entry).await;
+        }
+        let mut next = None;
+        if chores.refill {
+            self.refill().await;
+            if self.core.needs_refill() {
+                next = Some(Instant::now());
+            }
+        }
+        if let Some(leaks) = &self.leaks {
+            let (suspects, due) = leaks.scan(Instant::now());
+            for suspect in suspects {
+                tracing::warn!(
+                    pool = %config.name,
+                    held = ?suspect.held,
+                    location = %suspect.location,
+                    "a connection has been held longer than leak_detection_threshold; \
+                     is it ever returned? it was taken by the get() called at this location"
+                );
+                self.emit(EventKind::LeakSuspected { held: suspect.held, location: suspect.location });
+            }
+            next = earliest(next, due);
+        }
+        earliest(next, self.next_due(Instant::now()))
+    }
+
+    /// The earliest time an idle resource can next need attention, or a
+    /// resource not yet idle at the soonest.
+    fn next_due(&self, now: Instant) -> Option<Instant> {
+        let config = &self.config;
+        let mut next = None;
+        self.core.for_each_idle(|info| {
+            next = earliest(next, info.expires_at);
+            next = earliest(next, config.idle_timeout.and_then(|t| info.returned_at.checked_add(t)));
+            next = earliest(next, config.keepalive_interval.and_then(|t| info.alive_at.checked_add(t)));
+        });
+        // A resource that becomes idle later falls due no sooner than the
+        // shortest period after now.
+        let lifetime = config.max_lifetime.map(|l| l - l / 40);
+        let periods =
+            [config.idle_timeout, lifetime, config.keepalive_interval, config.leak_detection_threshold];
+        let shortest = periods.into_iter().flatten().min();
+        earliest(next, shortest.and_then(|p| now.checked_add(p)))
+    }
+
+    /// Validates one idle resource with `recycle`; keeps it or destroys it.
+    async fn keepalive(&self, entry: crate::engine::Entry<M::Resource>) {
+        let mut held = Checking { shared: self, entry: Some(entry) };
+        let timeout = self.config.background_recycle_timeout();
+        let outcome = {
+            let entry = held.entry.as_mut().expect("held until taken below");
+            tokio::time::timeout(timeout, self.manager.recycle(&mut entry.resource, &entry.info)).await
+        };
+        match outcome {
+            Ok(Ok(())) => {
+                let mut entry = held.entry.take().expect("held until now");
+                entry.info.alive_at = Instant::now();
+                let returned = self.core.put_back(entry);
+                self.settle(returned);
+            }
+            Ok(Err(error)) => {
+                tracing::info!(pool = %self.config.name, %error, "an idle connection failed its keepalive check");
+                self.set_last_error(Some(Arc::new(error)));
+            }
+            Err(_) => {
+                tracing::info!(pool = %self.config.name, ?timeout, "an idle connection's keepalive check timed out");
+            }
+        }
+        // A failed check leaves the entry in `held`, whose drop destroys it
+        // with `DestroyReason::RecycleFailed`.
+    }
+
+    /// Creates one resource for `min_idle`, in the slot `maintain` reserved.
+    async fn refill(&self) {
+        let mut slot = Slot { shared: self, filled: false };
+        if let Some(turn) = self.backoff.reserve(Instant::now()) {
+            tokio::time::sleep_until(turn).await;
+        }
+        let generation = self.core.generation();
+        let began = Instant::now();
+        let timeout = self.config.background_create_timeout();
+        match tokio::time::timeout(timeout, self.manager.create()).await {
+            Ok(Ok(resource)) => {
+                let now = Instant::now();
+                self.backoff.succeeded();
+                self.set_last_error(None);
+                slot.filled = true;
+                let entry = self.new_entry(resource, now, generation);
+                tracing::debug!(pool = %self.config.name, took = ?(now - began), "opened a new idle connection");
+                let returned = self.core.add_created(entry);
+                self.emit(EventKind::Created { took: now - began });
+                self.settle(returned);
+            }
+            Ok(Err(error)) => {
+                self.backoff.failed(Instant::now());
+                tracing::warn!(pool = %self.config.name, %error, "could not open an idle connection for min_idle");
+                let error = Arc::new(error);
+                self.set_last_error(Some(Arc::clone(&error)));
+                drop(slot);
+                self.emit(EventKind::CreateFailed { took: began.elapsed(), error: &error });
+            }
+            Err(_) => {
+                self.backoff.failed(Instant::now());
+                tracing::warn!(pool = %self.config.name, ?timeout, "opening an idle connection for min_idle timed out");
+                drop(slot);
+                self.emit(EventKind::CreateFailed { took: began.elapsed(), error: &"timed out" });
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The [`Manager`] trait: what a backend implements to be pooled.
+
+use std::future::Future;
+
+use crate::info::ResourceInfo;
+
+/// Why the pool destroyed a resource instead of handing it out again.
+///
+/// Passed to [`Manager::destroy`] and to observers, and used as the `reason`
+/// label of the closed-connections metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DestroyReason {
+    /// It sat idle longer than `idle_timeout` while more than `min_idle` were idle.
+    Idle,
+    /// It outlived `max_lifetime` (minus its jitter).
+    Lifetime,
+    /// [`Manager::is_broken`] said so on return, it was discarded by the
+    /// borrower, or the borrower panicked while holding it.
+    Broken,
+    /// [`Manager::recycle`] failed, timed out or was cancelled halfway.
+    RecycleFailed,
+    /// [`Pool::evict_all`](crate::Pool::evict_all), [`Pool::retain`](crate::Pool::retain)
+    /// or a [`Pool::resize`](crate::Pool::resize) to a smaller size removed it.
+    Evicted,
+    /// The pool was closed.
+    Closed,
+}
+
+impl DestroyReason {
+    /// A short, stable, lower-case name (`"idle"`, `"recycle_failed"`, ...), fit for a metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Lifetime => "lifetime",
+            Self::Broken => "broken",
+            Self::RecycleFailed => "recycle_failed",
+            Self::Evicted => "evicted",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+impl std::fmt::Display for DestroyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A backend: creates resources, checks them before reuse and learns when
+/// they are destroyed.
+///
+/// The pool never calls a manager method while it holds its own lock, so a
+/// manager may take as long as it likes (the pool bounds `create` and
+/// `recycle` with its timeouts) and may call back into the pool.
+///
+/// Implementations write plain `async fn`s; the futures must be `Send`
+/// because the pool's maintenance task runs them in the background.
+///
+/// ```
+/// use pool_core::{Manager, ResourceInfo};
+///
+/// struct Counter;
+///
+/// impl Manager for Counter {
+///     type Resource = u64;
+///     type Error = std::io::Error;
+///
+///     async fn create(&self) -> Result<u64, std::io::Error> {
+///         Ok(0)
+///     }
+///
+///     async fn recycle(&self, n: &mut u64, _info: &ResourceInfo) -> Result<(), std::io::Error> {
+///         *n += 1;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Manager: Send + Sync + 'static {
+    /// What the pool hands out (a connection, a socket, ...).
+    type Resource: Send + 'static;
+    /// The backend's error, returned by `create` and `recycle`.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new resource.
+    ///
+    /// The pool bounds this with `create_timeout` and the caller's
+    /// `acquire_timeout`; when the bound passes, the future is dropped, so it
+    /// must be cancel-safe in the sense that dropping it releases whatever it
+    /// had opened.
+    fn create(&self) -> impl Future<Output = Result<Self::Resource, Self::Error>> + Send;
+
+    /// Checks (and, if needed, resets) an idle resource before it is handed out
+    /// again, and validates idle resources when `keepalive_interval` is set.
+    ///
+    /// An error destroys the resource with [`DestroyReason::RecycleFailed`]
+    /// and the caller gets another one; it is never returned to the caller
+    /// directly. Bounded by `recycle_timeout`. Keep the common case cheap: the
+    /// future is polled once inline, and no timer is armed unless it is still
+    /// pending after that first poll. The default accepts every resource.
+    fn recycle(
+        &self,
+        resource: &mut Self::Resource,
+        info: &ResourceInfo,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (resource, info);
+        std::future::ready(Ok(()))
+    }
+
+    /// A cheap, synchronous check made when a resource is returned: `true`
+    /// destroys it with [`DestroyReason::Broken`] instead of keeping it idle.
+    /// The default says nothing is broken.
+    fn is_broken(&self, resource: &mut Self::Resource) -> bool {
+        let _ = resource;
+        false
+    }
+
+    /// Called once for every resource the pool gives up, with the reason.
+    /// The default just drops it. Runs on whichever task gave it up (possibly
+    /// inside a `Drop`), so it must not block; spawn if closing needs I/O.
+    fn destroy(&self, resource: Self::Resource, reason: DestroyReason) {
+        let _ = reason;
+        drop(resource);
+    }
+}

@@ -1,0 +1,143 @@
+//! [`Shared`]: everything one pool's handles, guards and maintenance task
+//! share, and the small operations they all use (destroying, emitting
+//! events, waking).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::engine::{Core, Entry, Removed, Returned};
+use crate::jitter::Jitter;
+use crate::leak::LeakRegistry;
+use crate::manager::{DestroyReason, Manager};
+use crate::observer::{Event, EventKind, Observer};
+
+pub(crate) struct Shared<M: Manager> {
+    pub(crate) manager: M,
+    pub(crate) core: Core<M::Resource>,
+    pub(crate) config: Config,
+    observers: Box<[Arc<dyn Observer>]>,
+    /// Whether `get` reads the clock for observers or leak detection.
+    pub(crate) timed: bool,
+    /// Live `Pool` handles; the pool closes when the last one drops.
+    pub(crate) handles: AtomicUsize,
+    pub(crate) backoff: Backoff,
+    /// The last backend error, cleared by the next successful create; shown
+    /// in timeout errors as the likely cause.
+    last_error: Mutex<Option<Arc<M::Error>>>,
+    pub(crate) wake_maintenance: Arc<Notify>,
+    pub(crate) maintenance_started: AtomicBool,
+    /// Signalled when a closed pool has no resource left.
+    pub(crate) drained: Notify,
+    pub(crate) leaks: Option<LeakRegistry>,
+    pub(crate) jitter: Jitter,
+}
+
+impl<M: Manager> Shared<M> {
+    pub(crate) fn new(manager: M, config: Config, observers: Vec<Arc<dyn Observer>>) -> Self {
+        let leaks = config.leak_detection_threshold.map(LeakRegistry::new);
+        Self {
+            manager,
+            core: Core::new(config.max_size, config.min_idle, config.reuse, config.max_waiters),
+            timed: !observers.is_empty() || leaks.is_some(),
+            observers: observers.into_boxed_slice(),
+            handles: AtomicUsize::new(1),
+            backoff: Backoff::default(),
+            last_error: Mutex::new(None),
+            wake_maintenance: Arc::new(Notify::new()),
+            maintenance_started: AtomicBool::new(false),
+            drained: Notify::new(),
+            leaks,
+            jitter: Jitter::new(),
+            config,
+        }
+    }
+
+    /// Sends an event to every observer, with the counts right after it.
+    pub(crate) fn emit(&self, kind: EventKind<'_>) {
+        if self.observers.is_empty() {
+            return;
+        }
+        let event = Event { pool: &self.config.name, status: self.core.status(), kind };
+        for observer in &*self.observers {
+            observer.on_event(&event);
+        }
+    }
+
+    pub(crate) fn last_error(&self) -> Option<Arc<M::Error>> {
+        self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_last_error(&self, error: Option<Arc<M::Error>>) {
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+
+    /// Hands a resource that left the pool's books to the manager.
+    pub(crate) fn destroy(&self, entry: Entry<M::Resource>, reason: DestroyReason) {
+        tracing::debug!(pool = %self.config.name, %reason, "closing a connection");
+        self.manager.destroy(entry.resource, reason);
+        self.emit(EventKind::Destroyed { reason });
+        if reason != DestroyReason::Closed && self.config.min_idle > 0 {
+            self.wake_maintenance.notify_one();
+        }
+        self.notify_if_drained();
+    }
+
+    /// Wakes `close_and_wait` callers once a closed pool holds nothing.
+    pub(crate) fn notify_if_drained(&self) {
+        if self.core.is_closed() && self.core.outstanding() == 0 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    pub(crate) fn settle(&self, returned: Returned<M::Resource>) {
+        match returned {
+            Returned::Kept(waker) => wake(waker),
+            Returned::Destroy(entry, reason, waker) => {
+                wake(waker);
+                self.destroy(entry, reason);
+            }
+        }
+    }
+
+    pub(crate) fn settle_removed(&self, removed: Removed<M::Resource>) {
+        for waker in removed.wake {
+            waker.wake();
+        }
+        for (entry, reason) in removed.destroy {
+            self.destroy(entry, reason);
+        }
+    }
+
+    /// Book-keeping for a freshly created resource.
+    pub(crate) fn new_entry(
+        &self,
+        resource: M::Resource,
+        created: Instant,
+        generation: u64,
+    ) -> Entry<M::Resource> {
+        let expires_at = self.jitter.expiry(created, self.config.max_lifetime);
+        Entry { resource, info: crate::info::ResourceInfo::new(created, expires_at, generation) }
+    }
+}
+
+impl<M: Manager> Drop for Shared<M> {
+    fn drop(&mut self) {
+        if let Some(removed) = self.core.close() {
+            for (entry, reason) in removed.destroy {
+                self.manager.destroy(entry.resource, reason);
+            }
+        }
+    }
+}
+
+pub(crate) fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}

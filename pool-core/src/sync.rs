@@ -1,0 +1,24 @@
+//! The synchronisation primitives the engine uses: `std`'s normally, loom's
+//! when built with `--cfg pool_loom` so the model checker can explore every
+//! interleaving of the engine (see `tests/loom.rs`).
+
+#[cfg(pool_loom)]
+pub(crate) use loom::sync::{Mutex as RawMutex, MutexGuard};
+#[cfg(not(pool_loom))]
+pub(crate) use std::sync::{Mutex as RawMutex, MutexGuard};
+
+/// A mutex that ignores poisoning. The engine never runs user code while
+/// holding it, and every critical section leaves the state consistent before
+/// anything that could panic, so a poisoned lock carries a valid state.
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(RawMutex<T>);
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self(RawMutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

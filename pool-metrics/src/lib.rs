@@ -1,0 +1,1 @@
+//! Metrics for `pool-core` pools (work in progress).

@@ -1,0 +1,1 @@
+//! PostgreSQL backend for `pool-core` (work in progress).
