@@ -156,8 +156,7 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
 impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Backend(e) => Some(&**e),
-            Self::Timeout { last_error: Some(e), .. } => Some(&**e),
+            Self::Backend(e) | Self::Timeout { last_error: Some(e), .. } => Some(&**e),
             _ => None,
         }
     }

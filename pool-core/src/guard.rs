@@ -134,6 +134,6 @@ where
             .field("pool", &self.shared.config.name)
             .field("resource", &self.entry().resource)
             .field("info", &self.entry().info)
-            .finish()
+            .finish_non_exhaustive()
     }
 }

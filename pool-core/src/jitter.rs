@@ -15,7 +15,7 @@ impl Jitter {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9E37_79B9, |d| d.as_nanos() as u64);
-        let here = &seed as *const u64 as u64;
+        let here = (&raw const seed).addr() as u64;
         Self(AtomicU64::new(seed ^ here.rotate_left(32)))
     }
 
@@ -33,7 +33,7 @@ impl Jitter {
         let lifetime = lifetime?;
         let max = u64::try_from(lifetime.as_nanos() / 40).unwrap_or(u64::MAX - 1);
         let cut = Duration::from_nanos(self.next() % (max + 1));
-        created.checked_add(lifetime - cut)
+        created.checked_add(lifetime.saturating_sub(cut))
     }
 }
 

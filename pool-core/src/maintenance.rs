@@ -110,7 +110,7 @@ impl<M: Manager> Shared<M> {
         });
         // A resource that becomes idle later falls due no sooner than the
         // shortest period after now.
-        let lifetime = config.max_lifetime.map(|l| l - l / 40);
+        let lifetime = config.max_lifetime.map(|l| l.saturating_sub(l / 40));
         let periods =
             [config.idle_timeout, lifetime, config.keepalive_interval, config.leak_detection_threshold];
         let shortest = periods.into_iter().flatten().min();

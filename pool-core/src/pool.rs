@@ -203,7 +203,7 @@ impl<M: Manager> Pool<M> {
     pub fn retain(&self, mut keep: impl FnMut(&M::Resource, &ResourceInfo) -> bool) {
         let mut pending =
             Retaining { shared: &self.shared, entries: self.shared.core.take_idle().into_iter() };
-        while let Some(entry) = pending.entries.next() {
+        for entry in pending.entries.by_ref() {
             if keep(&entry.resource, &entry.info) {
                 self.shared.settle(self.shared.core.put_back(entry));
             } else {

@@ -1,1 +1,30 @@
-//! PostgreSQL backend for `pool-core` (work in progress).
+#![doc = include_str!("../README.md")]
+
+mod cache;
+mod client;
+mod connection;
+mod error;
+mod hygiene;
+pub mod insight;
+mod manager;
+mod pool;
+mod recycling;
+mod registry;
+mod settings;
+mod shared;
+mod url;
+
+#[cfg(feature = "test-server")]
+pub mod test_server;
+
+pub use cache::CacheStats;
+pub use client::{Client, Query};
+pub use connection::PgConnection;
+pub use error::ConfigError;
+pub use manager::PgManager;
+pub use pool::{DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, PgConfig, PgPool, PgPoolBuilder, PoolError};
+pub use pool_core::{self, Status};
+pub use recycling::Recycling;
+pub use settings::PoolSettings;
+pub use shared::shared_pool;
+pub use tokio_postgres;

@@ -455,3 +455,6 @@ impl<T> Core<T> {
         !state.closed && state.idle.len() < state.min_idle && state.slots() < state.max_size
     }
 }
+
+#[cfg(all(test, pool_loom))]
+mod loom_tests;

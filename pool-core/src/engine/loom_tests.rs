@@ -1,0 +1,161 @@
+//! Model check of the engine with loom: every interleaving of a few
+//! threads returning, waiting for, cancelling and closing, checked against
+//! the invariants in the module docs.
+//!
+//! Run with `RUSTFLAGS="--cfg pool_loom" cargo test -p pool-core --lib --release -- loom`
+//! (the test command does this in its own target directory).
+
+use std::future::poll_fn;
+
+use loom::sync::Arc;
+use loom::thread;
+
+use super::{Checkout, Core, Entry, Grant, Returned};
+use crate::config::Reuse;
+use crate::info::ResourceInfo;
+
+fn entry(id: u32) -> Entry<u32> {
+    Entry { resource: id, info: ResourceInfo::new(tokio::time::Instant::now(), None, 0) }
+}
+
+fn settle(returned: Returned<u32>) -> Option<u32> {
+    match returned {
+        Returned::Kept(waker) => {
+            if let Some(w) = waker {
+                w.wake();
+            }
+            None
+        }
+        Returned::Destroy(entry, _, waker) => {
+            if let Some(w) = waker {
+                w.wake();
+            }
+            Some(entry.resource)
+        }
+    }
+}
+
+/// Takes a resource the way `get` does: an idle one, or a slot to fill with
+/// a new one, or a place in the queue to wait for either.
+fn take(core: &Core<u32>, new_id: u32) -> Option<Entry<u32>> {
+    let grant = match core.checkout(true) {
+        Checkout::Resource(entry) => return Some(entry),
+        Checkout::Slot => Grant::Slot,
+        Checkout::Wait(key) => loom::future::block_on(poll_fn(|cx| core.poll_grant(key, cx))),
+        Checkout::Closed => return None,
+        Checkout::Overloaded | Checkout::Exhausted => unreachable!("unbounded queue, waiting allowed"),
+    };
+    match grant {
+        Grant::Resource(entry) => Some(entry),
+        Grant::Slot => core.fill_slot(entry(new_id)).ok(),
+        Grant::Closed => None,
+    }
+}
+
+fn assert_settled(core: &Core<u32>, max_size: usize) {
+    let status = core.status();
+    assert_eq!(status.waiting, 0, "{status:?}");
+    assert_eq!(status.in_use, 0, "{status:?}");
+    assert_eq!(status.creating, 0, "{status:?}");
+    assert!(status.size <= max_size, "{status:?}");
+    assert_eq!(status.idle, status.size, "{status:?}");
+}
+
+#[test]
+fn loom_two_tasks_share_one_slot_without_loss() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                let core = Arc::clone(&core);
+                thread::spawn(move || {
+                    let entry = take(&core, i).expect("the pool is open");
+                    assert!(core.status().size <= 1);
+                    assert_eq!(settle(core.put_back(entry)), None);
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_settled(&core, 1);
+        assert_eq!(core.status().size, 1, "the slot's resource was kept");
+    });
+}
+
+#[test]
+fn loom_cancelled_waiter_passes_its_grant_on() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let held = take(&core, 0).expect("open");
+        let Checkout::Wait(key) = core.checkout(true) else { panic!("the only slot is taken") };
+        let returner = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || settle(core.put_back(held)))
+        };
+        // The waiter gives up while the resource may be coming back to it.
+        let canceller = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || settle(core.cancel_wait(key)))
+        };
+        assert_eq!(returner.join().unwrap(), None);
+        assert_eq!(canceller.join().unwrap(), None);
+        assert_settled(&core, 1);
+        assert_eq!(core.status().idle, 1, "the resource was not lost");
+    });
+}
+
+#[test]
+fn loom_freed_slot_reaches_a_waiter_or_stays_free() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let _held = take(&core, 0).expect("open");
+        let destroyer = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || {
+                if let Some(w) = core.remove_in_use() {
+                    w.wake();
+                }
+            })
+        };
+        let waiter = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || {
+                let entry = take(&core, 1).expect("open");
+                settle(core.put_back(entry))
+            })
+        };
+        destroyer.join().unwrap();
+        assert_eq!(waiter.join().unwrap(), None);
+        assert_settled(&core, 1);
+    });
+}
+
+#[test]
+fn loom_close_wakes_every_waiter_and_loses_nothing() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let held = take(&core, 0).expect("open");
+        let waiter = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || take(&core, 1).map(|entry| settle(core.put_back(entry))))
+        };
+        let closer = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || core.close().map(|removed| removed.wake.into_iter().for_each(|w| w.wake())))
+        };
+        let returned = settle(core.put_back(held));
+        closer.join().unwrap();
+        let waited = waiter.join().unwrap();
+        let status = core.status();
+        assert!(status.closed);
+        // Nothing is left: idle resources were drained by close, and one
+        // returned after it was destroyed by its returner.
+        assert_eq!(status, crate::status::Status { max_size: 1, closed: true, ..Default::default() });
+        assert_eq!(core.outstanding(), 0);
+        // The one resource ended exactly once: drained by close (neither
+        // returner saw it destroyed), or destroyed on return by one of them.
+        let destroyed_on_return = usize::from(returned.is_some()) + usize::from(matches!(waited, Some(Some(_))));
+        assert!(destroyed_on_return <= 1);
+    });
+}

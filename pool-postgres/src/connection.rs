@@ -1,0 +1,116 @@
+//! [`PgConnection`]: one pooled PostgreSQL session — the tokio-postgres
+//! client, the task driving its socket, its statement cache and what the
+//! pool knows about its session state.
+
+use std::sync::Mutex;
+use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client};
+
+use crate::cache::StatementCache;
+
+/// A pooled connection. Reached through [`Client`](crate::Client), which
+/// derefs to the `tokio_postgres::Client`.
+pub struct PgConnection {
+    pub(crate) client: Client,
+    pub(crate) cache: Mutex<StatementCache>,
+    driver: JoinHandle<()>,
+    /// The session may be inside a transaction block (or hold a cursor or
+    /// lock): a `ROLLBACK` is queued before the next borrower gets it.
+    pub(crate) dirty: AtomicBool,
+    /// A query through the guard timed out (`socket_timeout`): the
+    /// connection's state is unknown, so it is destroyed on return.
+    pub(crate) broken: AtomicBool,
+    /// The pool's `socket_timeout`, applied by the client guard.
+    pub(crate) socket_timeout: Option<Duration>,
+}
+
+impl PgConnection {
+    /// Wraps a freshly connected client; spawns the task that drives its
+    /// socket (server notices are logged at debug level, not printed).
+    pub(crate) fn new<S, T>(
+        client: Client,
+        mut connection: tokio_postgres::Connection<S, T>,
+        cache_size: usize,
+        socket_timeout: Option<Duration>,
+    ) -> Self
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let driver = tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notice(notice))) => {
+                        tracing::debug!(severity = notice.severity(), message = notice.message(), "server notice");
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "connection ended with an error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        });
+        Self {
+            client,
+            cache: Mutex::new(StatementCache::new(cache_size)),
+            driver,
+            dirty: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            socket_timeout,
+        }
+    }
+
+    /// Whether the socket is closed or the task driving it has ended.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed() || self.driver.is_finished()
+    }
+
+    pub(crate) fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_marked_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    /// On return: if the session may be inside a transaction, queue a
+    /// `ROLLBACK` (without waiting for it; it runs before anything the next
+    /// borrower sends, on the same socket, in order). This is the mechanism
+    /// tokio-postgres itself uses when a `Transaction` is dropped.
+    pub(crate) fn reset_if_dirty(&self) {
+        if self.dirty.swap(false, Ordering::Relaxed) {
+            self.client.__private_api_rollback(None);
+        }
+    }
+
+    pub(crate) fn cache(&self) -> std::sync::MutexGuard<'_, StatementCache> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        // Dropping the client sends Terminate and closes the socket; the
+        // driver task then ends by itself. Abort it anyway in case the
+        // socket is stuck (a half-open connection never answers).
+        self.driver.abort();
+    }
+}
+
+impl std::fmt::Debug for PgConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConnection")
+            .field("closed", &self.is_closed())
+            .field("dirty", &self.dirty.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}

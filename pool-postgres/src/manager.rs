@@ -1,0 +1,98 @@
+//! [`PgManager`]: the pool-core [`Manager`] for PostgreSQL.
+
+use std::time::Duration;
+
+use pool_core::{DestroyReason, Manager, ResourceInfo};
+use tokio_postgres::NoTls;
+
+use crate::connection::PgConnection;
+use crate::recycling::Recycling;
+
+/// Opens, checks and closes PostgreSQL connections for a pool.
+///
+/// Checks before reuse, by [`Recycling`] policy:
+/// - always, at no cost: the socket is open and its driver task alive;
+/// - `Fast`: an empty query (`""`, one round trip) only when the connection
+///   sat idle longer than `verify_idle_after`;
+/// - `Verified`: an empty query every time;
+/// - `Clean`: `DISCARD ALL` every time (and the statement cache is cleared).
+///
+/// On return, a connection whose session may be inside a transaction gets a
+/// `ROLLBACK` queued, and one whose socket died or whose query timed out is
+/// destroyed.
+pub struct PgManager {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) recycling: Recycling,
+    pub(crate) verify_idle_after: Duration,
+    pub(crate) statement_cache_size: usize,
+    pub(crate) socket_timeout: Option<Duration>,
+}
+
+impl PgManager {
+    /// A manager with the default policies over a tokio-postgres config.
+    pub fn new(config: tokio_postgres::Config) -> Self {
+        Self {
+            config,
+            recycling: Recycling::default(),
+            verify_idle_after: Duration::from_secs(5),
+            statement_cache_size: crate::DEFAULT_STATEMENT_CACHE_SIZE,
+            socket_timeout: None,
+        }
+    }
+
+    /// The tokio-postgres config connections are opened with.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+}
+
+impl Manager for PgManager {
+    type Resource = PgConnection;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<PgConnection, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        Ok(PgConnection::new(client, connection, self.statement_cache_size, self.socket_timeout))
+    }
+
+    async fn recycle(&self, conn: &mut PgConnection, info: &ResourceInfo) -> Result<(), tokio_postgres::Error> {
+        if conn.is_closed() {
+            // Surfaces the reason tokio-postgres recorded ("connection closed").
+            return conn.client.simple_query("").await.map(drop);
+        }
+        match self.recycling {
+            Recycling::Fast if info.idle_for() < self.verify_idle_after => Ok(()),
+            Recycling::Fast | Recycling::Verified => conn.client.simple_query("").await.map(drop),
+            Recycling::Clean => {
+                conn.cache().clear();
+                conn.client.batch_execute("DISCARD ALL").await
+            }
+        }
+    }
+
+    fn is_broken(&self, conn: &mut PgConnection) -> bool {
+        if conn.is_closed() || conn.is_marked_broken() {
+            return true;
+        }
+        conn.reset_if_dirty();
+        false
+    }
+
+    fn destroy(&self, conn: PgConnection, reason: DestroyReason) {
+        tracing::debug!(%reason, "closing a PostgreSQL connection");
+        drop(conn);
+    }
+}
+
+impl std::fmt::Debug for PgManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // tokio_postgres::Config's Debug hides the password.
+        f.debug_struct("PgManager")
+            .field("config", &self.config)
+            .field("recycling", &self.recycling)
+            .field("verify_idle_after", &self.verify_idle_after)
+            .field("statement_cache_size", &self.statement_cache_size)
+            .field("socket_timeout", &self.socket_timeout)
+            .finish_non_exhaustive()
+    }
+}
