@@ -162,7 +162,7 @@ impl<M: Manager> Shared<M> {
             Ran::NoRuntime => Checked::NoRuntime,
             Ran::TimedOut if clock.passed() => Checked::TimedOut,
             Ran::Done(Err(error)) => {
-                tracing::debug!(pool = %self.config.name, %error, "an idle connection failed its check");
+                tracing::debug!(pool = %self.config.name, error = %crate::error::Chain(&error), "an idle connection failed its check");
                 self.set_last_error(Some(Arc::new(error)));
                 held.replace();
                 Checked::Replaced
@@ -216,9 +216,12 @@ impl<M: Manager> Shared<M> {
                 self.backoff.failed(now);
                 let error = Arc::new(error);
                 self.set_last_error(Some(Arc::clone(&error)));
-                tracing::warn!(pool = %self.config.name, %error, "could not open a new connection");
+                tracing::warn!(pool = %self.config.name, error = %crate::error::Chain(&*error), "could not open a new connection");
                 drop(slot);
-                self.emit(EventKind::CreateFailed { took: now - began, error: &error });
+                self.emit(EventKind::CreateFailed {
+                    took: now - began,
+                    error: &crate::error::Chain(&*error),
+                });
                 Err(Error::Backend(error))
             }
             Ran::TimedOut => {
@@ -245,6 +248,8 @@ impl<M: Manager> Drop for QueuePlace<'_, M> {
         if let Some(key) = self.key.take() {
             let returned = self.shared.core.cancel_wait(key);
             self.shared.settle(returned);
+            // A slot granted to it may have been the last one a closed pool had.
+            self.shared.notify_if_drained();
         }
     }
 }

@@ -88,7 +88,30 @@ impl<E> Error<E> {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for Error<E> {
+/// Writes an error and every `source()` below it, `: `-separated, skipping
+/// a source whose text the previous one already contains. Backends often
+/// put the real cause in a source (tokio-postgres displays a server error
+/// as just "db error"; its source says "FATAL: sorry, too many clients already").
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut next = self.0.source();
+        while let Some(source) = next {
+            let text = source.to_string();
+            if !last.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            next = source.source();
+        }
+        Ok(())
+    }
+}
+
+impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Timeout { phase, elapsed, max_size, last_error } => {
@@ -110,7 +133,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                     )?,
                 }
                 if let Some(e) = last_error {
-                    write!(f, "; last error from the backend: {e}")?;
+                    write!(f, "; last error from the backend: {}", Chain(&**e))?;
                 }
                 Ok(())
             }
@@ -124,7 +147,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 f,
                 "no idle connection and no free slot (all {max_size} in use), and try_get does not wait"
             ),
-            Self::Backend(e) => write!(f, "could not open a new connection: {e}"),
+            Self::Backend(e) => write!(f, "could not open a new connection: {}", Chain(&**e)),
             Self::NoRuntime => f.write_str(
                 "the pool must be used inside a Tokio runtime with timers enabled, and none is running here",
             ),

@@ -105,7 +105,10 @@ impl<M: Manager> Shared<M> {
         let mut next = None;
         self.core.for_each_idle(|info| {
             next = earliest(next, info.expires_at);
-            next = earliest(next, config.idle_timeout.and_then(|t| info.returned_at.checked_add(t)));
+            // Idle deadlines already past belong to resources `min_idle`
+            // keeps: waking for them again would spin.
+            let reap_at = config.idle_timeout.and_then(|t| info.returned_at.checked_add(t));
+            next = earliest(next, reap_at.filter(|at| *at > now));
             next = earliest(next, config.keepalive_interval.and_then(|t| info.alive_at.checked_add(t)));
         });
         // A resource that becomes idle later falls due no sooner than the
@@ -133,7 +136,7 @@ impl<M: Manager> Shared<M> {
                 self.settle(returned);
             }
             Ok(Err(error)) => {
-                tracing::info!(pool = %self.config.name, %error, "an idle connection failed its keepalive check");
+                tracing::info!(pool = %self.config.name, error = %crate::error::Chain(&error), "an idle connection failed its keepalive check");
                 self.set_last_error(Some(Arc::new(error)));
             }
             Err(_) => {
@@ -167,11 +170,14 @@ impl<M: Manager> Shared<M> {
             }
             Ok(Err(error)) => {
                 self.backoff.failed(Instant::now());
-                tracing::warn!(pool = %self.config.name, %error, "could not open an idle connection for min_idle");
                 let error = Arc::new(error);
+                tracing::warn!(pool = %self.config.name, error = %crate::error::Chain(&*error), "could not open an idle connection for min_idle");
                 self.set_last_error(Some(Arc::clone(&error)));
                 drop(slot);
-                self.emit(EventKind::CreateFailed { took: began.elapsed(), error: &error });
+                self.emit(EventKind::CreateFailed {
+                    took: began.elapsed(),
+                    error: &crate::error::Chain(&*error),
+                });
             }
             Err(_) => {
                 self.backoff.failed(Instant::now());
