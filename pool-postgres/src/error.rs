@@ -12,7 +12,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(parameter: impl Into<String>, value: impl Into<String>, rule: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        parameter: impl Into<String>,
+        value: impl Into<String>,
+        rule: impl Into<String>,
+    ) -> Self {
         Self { parameter: parameter.into(), value: value.into(), rule: rule.into() }
     }
 
@@ -39,4 +43,16 @@ impl From<pool_core::BuildError> for ConfigError {
     fn from(e: pool_core::BuildError) -> Self {
         Self::new(e.setting(), e.value(), e.to_string())
     }
+}
+
+/// An error's text followed by its sources', `: `-separated.
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    text
 }

@@ -90,7 +90,12 @@ pub async fn server_limits(client: &tokio_postgres::Client) -> Result<ServerLimi
             &[],
         )
         .await?;
-    Ok(ServerLimits { max_connections: row.get(0), superuser_reserved: row.get(1), reserved: row.get(2), in_use: row.get(3) })
+    Ok(ServerLimits {
+        max_connections: row.get(0),
+        superuser_reserved: row.get(1),
+        reserved: row.get(2),
+        in_use: row.get(3),
+    })
 }
 
 /// Whether `instances` copies of a service, each with a pool of `pool_size`,
@@ -167,7 +172,6 @@ pub struct IdleSession {
 
 /// Which idle sessions [`terminate_idle`] ends.
 #[derive(Debug, Clone, Default)]
-#[non_exhaustive]
 pub struct IdleFilter {
     /// Only sessions idle longer than this.
     pub idle_longer_than: Duration,
@@ -197,7 +201,10 @@ impl IdleFilter {
 /// # Cancel safety
 ///
 /// Not cancel-safe in effect: sessions terminated before the drop stay terminated.
-pub async fn terminate_idle(client: &tokio_postgres::Client, filter: &IdleFilter) -> Result<Vec<IdleSession>, Error> {
+pub async fn terminate_idle(
+    client: &tokio_postgres::Client,
+    filter: &IdleFilter,
+) -> Result<Vec<IdleSession>, Error> {
     let rows = client
         .query(
             "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
@@ -210,7 +217,12 @@ pub async fn terminate_idle(client: &tokio_postgres::Client, filter: &IdleFilter
                AND ($2::text IS NULL OR a.application_name = $2) \
                AND ($3 OR NOT coalesce(r.rolsuper, false)) \
              ORDER BY a.pid",
-            &[&filter.idle_longer_than.as_secs_f64(), &filter.application_name, &filter.include_superusers, &filter.dry_run],
+            &[
+                &filter.idle_longer_than.as_secs_f64(),
+                &filter.application_name,
+                &filter.include_superusers,
+                &filter.dry_run,
+            ],
         )
         .await?;
     Ok(rows

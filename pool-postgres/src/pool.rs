@@ -185,20 +185,18 @@ impl PgPoolBuilder {
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
         let split = url::split(url)?;
         let config = tokio_postgres::Config::from_str(&split.postgres).map_err(|e| {
-            // tokio-postgres's message names the option, never the password.
-            ConfigError::new("url", "(hidden)", e.to_string())
+            // tokio-postgres's messages name the option, never the password.
+            ConfigError::new("url", "(hidden)", crate::error::with_sources(&e))
         })?;
         let mut settings = PoolSettings::default();
         for (name, value) in &split.pool {
             settings.set(name, value)?;
         }
         if let Some((_, value)) = split.passed.iter().find(|(k, _)| k == "connect_timeout") {
-            settings.create_timeout = settings.create_timeout.or(crate::settings::parse_duration(
-                "connect_timeout",
-                value,
-            )
-            .ok()
-            .filter(|d| !d.is_zero()));
+            settings.create_timeout =
+                settings.create_timeout.or(crate::settings::parse_duration("connect_timeout", value)
+                    .ok()
+                    .filter(|d| !d.is_zero()));
         }
         Ok(Self { config, settings, observers: Vec::new() })
     }

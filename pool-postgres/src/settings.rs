@@ -91,7 +91,9 @@ impl PoolSettings {
         match name {
             "connection_limit" => self.max_size = Some(count(name, value, 1)?),
             "pool_timeout" => self.acquire_timeout = Some(required_duration(name, value)?),
-            "connect_timeout" | "create_timeout" => self.create_timeout = Some(required_duration(name, value)?),
+            "connect_timeout" | "create_timeout" => {
+                self.create_timeout = Some(required_duration(name, value)?)
+            }
             "socket_timeout" => self.socket_timeout = Some(required_duration(name, value)?),
             "min_idle" => self.min_idle = Some(count(name, value, 0)?),
             "idle_timeout" => self.idle_timeout = Some(optional_duration(name, value)?),
@@ -101,9 +103,10 @@ impl PoolSettings {
             "max_waiters" => self.max_waiters = Some(count(name, value, 1)?),
             "keepalive_interval" => self.keepalive_interval = optional_duration(name, value)?,
             "recycling" => {
-                self.recycling = Some(Recycling::from_str(value).map_err(|()| {
-                    ConfigError::new(name, value, "must be one of fast, verified, clean")
-                })?);
+                self.recycling =
+                    Some(Recycling::from_str(value).map_err(|()| {
+                        ConfigError::new(name, value, "must be one of fast, verified, clean")
+                    })?);
             }
             "verify_idle_after" => self.verify_idle_after = Some(parse_duration(name, value)?),
             "recycle_timeout" => self.recycle_timeout = Some(required_duration(name, value)?),
@@ -121,9 +124,10 @@ impl PoolSettings {
 }
 
 fn count(name: &str, value: &str, min: usize) -> Result<usize, ConfigError> {
-    let n: usize = value.trim().parse().map_err(|_| {
-        ConfigError::new(name, value, format!("must be a whole number of at least {min}"))
-    })?;
+    let n: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(name, value, format!("must be a whole number of at least {min}")))?;
     if n < min {
         return Err(ConfigError::new(name, value, format!("must be at least {min}")));
     }
@@ -158,6 +162,9 @@ pub(crate) fn parse_duration(name: &str, value: &str) -> Result<Duration, Config
     let bad = |rule: &str| ConfigError::new(name, value, rule);
     let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return Err(bad("must be a duration: seconds (\"30\", \"0.5\") or with a unit (\"500ms\", \"10m\")"));
+    }
     let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 0.001,
@@ -165,9 +172,9 @@ pub(crate) fn parse_duration(name: &str, value: &str) -> Result<Duration, Config
         "h" => 3600.0,
         _ => return Err(bad("has an unknown unit; use seconds or a number with ms, s, m or h")),
     };
-    let number: f64 = number
-        .parse()
-        .map_err(|_| bad("must be a duration: seconds (\"30\", \"0.5\") or with a unit (\"500ms\", \"10m\")"))?;
+    let number: f64 = number.parse().map_err(|_| {
+        bad("must be a duration: seconds (\"30\", \"0.5\") or with a unit (\"500ms\", \"10m\")")
+    })?;
     if number.is_sign_negative() {
         return Err(bad("must not be negative"));
     }
