@@ -12,6 +12,8 @@ mod recycling;
 mod registry;
 mod settings;
 mod shared;
+#[cfg(feature = "tls")]
+mod tls;
 mod url;
 
 #[cfg(feature = "test-server")]
@@ -22,9 +24,16 @@ pub use client::{Client, Query};
 pub use connection::PgConnection;
 pub use error::ConfigError;
 pub use manager::PgManager;
-pub use pool::{DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, PgConfig, PgPool, PgPoolBuilder, PoolError};
+pub use pool::{
+    DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, PgConfig, PgPool, PgPoolBuilder, PoolError,
+};
 pub use pool_core::{self, Status};
 pub use recycling::Recycling;
 pub use settings::PoolSettings;
 pub use shared::shared_pool;
 pub use tokio_postgres;
+
+/// The workspace README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct WorkspaceReadme;

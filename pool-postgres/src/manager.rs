@@ -26,6 +26,8 @@ pub struct PgManager {
     pub(crate) verify_idle_after: Duration,
     pub(crate) statement_cache_size: usize,
     pub(crate) socket_timeout: Option<Duration>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::MakeRustlsConnect>,
 }
 
 impl PgManager {
@@ -37,6 +39,8 @@ impl PgManager {
             verify_idle_after: Duration::from_secs(5),
             statement_cache_size: crate::DEFAULT_STATEMENT_CACHE_SIZE,
             socket_timeout: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -51,11 +55,20 @@ impl Manager for PgManager {
     type Error = tokio_postgres::Error;
 
     async fn create(&self) -> Result<PgConnection, tokio_postgres::Error> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let (client, connection) = self.config.connect(tls.clone()).await?;
+            return Ok(PgConnection::new(client, connection, self.statement_cache_size, self.socket_timeout));
+        }
         let (client, connection) = self.config.connect(NoTls).await?;
         Ok(PgConnection::new(client, connection, self.statement_cache_size, self.socket_timeout))
     }
 
-    async fn recycle(&self, conn: &mut PgConnection, info: &ResourceInfo) -> Result<(), tokio_postgres::Error> {
+    async fn recycle(
+        &self,
+        conn: &mut PgConnection,
+        info: &ResourceInfo,
+    ) -> Result<(), tokio_postgres::Error> {
         if conn.is_closed() {
             // Surfaces the reason tokio-postgres recorded ("connection closed").
             return conn.client.simple_query("").await.map(drop);

@@ -170,11 +170,20 @@ pub struct PgPoolBuilder {
     config: tokio_postgres::Config,
     settings: PoolSettings,
     observers: Vec<Arc<dyn Observer>>,
+    tls: Tls,
+}
+
+/// How connections are encrypted, as decided by `sslmode` or [`PgPoolBuilder::tls`].
+enum Tls {
+    /// Plain TCP (or `prefer` without the `tls` feature).
+    Off,
+    #[cfg(feature = "tls")]
+    On(crate::tls::MakeRustlsConnect),
 }
 
 impl PgPoolBuilder {
     fn new(config: tokio_postgres::Config) -> Self {
-        Self { config, settings: PoolSettings::default(), observers: Vec::new() }
+        Self { config, settings: PoolSettings::default(), observers: Vec::new(), tls: default_tls() }
     }
 
     /// A builder from a URL; pool parameters in its query string are applied.
@@ -198,7 +207,8 @@ impl PgPoolBuilder {
                     .ok()
                     .filter(|d| !d.is_zero()));
         }
-        Ok(Self { config, settings, observers: Vec::new() })
+        let tls = tls_for(split.sslmode.as_deref(), split.sslrootcert.as_deref())?;
+        Ok(Self { config, settings, observers: Vec::new(), tls })
     }
 
     /// A builder from the `DATABASE_URL` environment variable.
@@ -299,6 +309,15 @@ impl PgPoolBuilder {
         self
     }
 
+    /// Encrypts connections with this rustls configuration (cargo feature
+    /// `tls`), overriding what `sslmode` chose; set `sslmode=require` in the
+    /// config to refuse plain connections.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls = Tls::On(crate::tls::MakeRustlsConnect::new(config));
+        self
+    }
+
     /// Builds the pool. Adds what a service wants by default: an
     /// `application_name` (the program's name) so `pg_stat_activity` shows
     /// who holds connections, TCP keepalive probes after 30 s idle so dead
@@ -310,7 +329,7 @@ impl PgPoolBuilder {
     ///
     /// A [`ConfigError`] naming any setting out of range.
     pub fn build(self) -> Result<PgPool, ConfigError> {
-        let Self { mut config, settings, observers } = self;
+        let Self { mut config, settings, observers, tls } = self;
         if config.get_application_name().is_none() {
             config.application_name(default_application_name());
         }
@@ -337,6 +356,11 @@ impl PgPoolBuilder {
         manager.verify_idle_after = settings.verify_idle_after.unwrap_or(manager.verify_idle_after);
         manager.statement_cache_size = settings.statement_cache_size.unwrap_or(DEFAULT_STATEMENT_CACHE_SIZE);
         manager.socket_timeout = settings.socket_timeout;
+        match tls {
+            Tls::Off => {}
+            #[cfg(feature = "tls")]
+            Tls::On(connector) => manager.tls = Some(connector),
+        }
         let target = crate::registry::Target::of(manager.config());
         let name = settings.name.clone().unwrap_or_else(|| target.dbname.clone());
 
@@ -381,4 +405,40 @@ fn default_application_name() -> String {
         .chars()
         .take(63)
         .collect()
+}
+
+/// Without an `sslmode`: TLS if the server offers it (with the `tls`
+/// feature), as libpq's default `prefer`.
+fn default_tls() -> Tls {
+    tls_for(None, None).unwrap_or(Tls::Off)
+}
+
+/// The encryption `sslmode` (and `sslrootcert`) ask for.
+fn tls_for(sslmode: Option<&str>, sslrootcert: Option<&str>) -> Result<Tls, ConfigError> {
+    let mode = sslmode.unwrap_or("prefer");
+    if mode == "disable" {
+        return Ok(Tls::Off);
+    }
+    #[cfg(feature = "tls")]
+    {
+        use crate::tls::{Verify, connector};
+        let verify = match mode {
+            "verify-ca" => Verify::Chain,
+            "verify-full" => Verify::ChainAndName,
+            _ => Verify::Nothing,
+        };
+        Ok(Tls::On(connector(verify, sslrootcert.map(std::path::Path::new))?))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = sslrootcert;
+        if mode == "prefer" {
+            return Ok(Tls::Off);
+        }
+        Err(ConfigError::new(
+            "sslmode",
+            mode,
+            "needs TLS, and pool-postgres was built without its `tls` feature; enable it in Cargo.toml",
+        ))
+    }
 }

@@ -92,7 +92,7 @@ impl PoolSettings {
             "connection_limit" => self.max_size = Some(count(name, value, 1)?),
             "pool_timeout" => self.acquire_timeout = Some(required_duration(name, value)?),
             "connect_timeout" | "create_timeout" => {
-                self.create_timeout = Some(required_duration(name, value)?)
+                self.create_timeout = Some(required_duration(name, value)?);
             }
             "socket_timeout" => self.socket_timeout = Some(required_duration(name, value)?),
             "min_idle" => self.min_idle = Some(count(name, value, 0)?),

@@ -35,7 +35,6 @@ const PASSED_THROUGH: &[&str] = &[
     "dbname",
     "options",
     "application_name",
-    "sslmode",
     "sslnegotiation",
     "host",
     "hostaddr",
@@ -59,8 +58,12 @@ pub(crate) struct SplitUrl {
     pub(crate) postgres: String,
     pub(crate) pool: Vec<(String, String)>,
     /// Parameters kept for tokio-postgres, decoded, for the few the pool
-    /// also reads (`connect_timeout`, `application_name`, `sslmode`).
+    /// also reads (`connect_timeout`, `application_name`).
     pub(crate) passed: Vec<(String, String)>,
+    /// `sslmode` as given (tokio-postgres gets `require` for the `verify-*` modes).
+    pub(crate) sslmode: Option<String>,
+    /// `sslrootcert`, which tokio-postgres does not know.
+    pub(crate) sslrootcert: Option<String>,
 }
 
 /// Takes the pool's parameters out of a `postgres://` or `postgresql://` URL.
@@ -82,7 +85,8 @@ pub(crate) fn split(url: &str) -> Result<SplitUrl, ConfigError> {
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = decode(raw_key).map_err(|()| ConfigError::new("url", "(a parameter name)", "has a bad %-escape"))?;
+        let key = decode(raw_key)
+            .map_err(|()| ConfigError::new("url", "(a parameter name)", "has a bad %-escape"))?;
         let value = decode(raw_value).map_err(|()| {
             ConfigError::new(
                 leak_name(&key),
@@ -90,7 +94,22 @@ pub(crate) fn split(url: &str) -> Result<SplitUrl, ConfigError> {
                 "has a bad %-escape (write % as %25 and & as %26 inside values)",
             )
         })?;
-        if POOL_PARAMS.contains(&key.as_str()) {
+        if key == "sslrootcert" {
+            split.sslrootcert = Some(value);
+        } else if key == "sslmode" {
+            match value.as_str() {
+                "disable" | "prefer" | "require" => kept.push(pair),
+                "verify-ca" | "verify-full" => kept.push("sslmode=require"),
+                _ => {
+                    return Err(ConfigError::new(
+                        "sslmode",
+                        value,
+                        "must be one of disable, prefer, require, verify-ca, verify-full",
+                    ));
+                }
+            }
+            split.sslmode = Some(value);
+        } else if POOL_PARAMS.contains(&key.as_str()) {
             if split.pool.iter().any(|(k, _)| *k == key) {
                 return Err(ConfigError::new(leak_name(&key), value, "is given twice"));
             }
@@ -160,8 +179,9 @@ mod tests {
 
     #[test]
     fn pool_parameters_are_taken_out_and_the_rest_is_kept() {
-        let split = split("postgres://u:secret@db:5432/app?connection_limit=5&sslmode=disable&pool_timeout=2")
-            .unwrap();
+        let split =
+            split("postgres://u:secret@db:5432/app?connection_limit=5&sslmode=disable&pool_timeout=2")
+                .unwrap();
         assert_eq!(split.postgres, "postgres://u:secret@db:5432/app?sslmode=disable");
         assert_eq!(
             split.pool,
@@ -195,6 +215,20 @@ mod tests {
         let split = split("postgres://h/db?pool_name=a%20b+c").unwrap();
         assert_eq!(split.pool[0].1, "a b c");
         assert!(super::split("postgres://h/db?pool_name=%zz").is_err());
+    }
+
+    #[test]
+    fn verify_modes_reach_tokio_postgres_as_require_and_sslrootcert_is_kept_back() {
+        let split = split("postgres://h/db?sslmode=verify-full&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(split.postgres, "postgres://h/db?sslmode=require");
+        assert_eq!(split.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(split.sslrootcert.as_deref(), Some("/ca.pem"));
+        assert!(
+            super::split("postgres://h/db?sslmode=sometimes")
+                .unwrap_err()
+                .to_string()
+                .contains("verify-full")
+        );
     }
 
     #[test]
