@@ -81,6 +81,18 @@ impl Client {
     /// that times out leaves the connection in an unknown state, so it is
     /// destroyed when it comes back.
     async fn bounded<T>(&self, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let out = self.bounded_inner(fut).await;
+        if let Err(error) = &out
+            && ends_session(error)
+        {
+            // The server ended the session (or the socket died): the driver
+            // task may not have noticed yet, so say it here.
+            self.conn().mark_broken();
+        }
+        out
+    }
+
+    async fn bounded_inner<T>(&self, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
         match self.conn().socket_timeout {
             None => fut.await,
             Some(limit) => {
@@ -128,7 +140,11 @@ impl Client {
     /// Runs `op` with the statement for `query`; if a cached statement has
     /// gone stale because the schema changed under it, prepares it again and
     /// retries once.
-    async fn with_statement<'a, T, F, Fut>(&'a self, query: &'a (impl Query + ?Sized), op: F) -> Result<T, Error>
+    async fn with_statement<'a, T, F, Fut>(
+        &'a self,
+        query: &'a (impl Query + ?Sized),
+        op: F,
+    ) -> Result<T, Error>
     where
         F: Fn(Statement) -> Fut,
         Fut: Future<Output = Result<T, Error>> + 'a,
@@ -188,7 +204,11 @@ impl Client {
     /// # Cancel safety
     ///
     /// As [`Client::query`].
-    pub async fn query_one(&self, query: &(impl Query + ?Sized), params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
+    pub async fn query_one(
+        &self,
+        query: &(impl Query + ?Sized),
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, Error> {
         let client = &self.conn().client;
         self.with_statement(query, |s| async move { client.query_one(&s, params).await }).await
     }
@@ -220,7 +240,11 @@ impl Client {
     /// # Cancel safety
     ///
     /// As [`Client::query`].
-    pub async fn execute(&self, query: &(impl Query + ?Sized), params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
+    pub async fn execute(
+        &self,
+        query: &(impl Query + ?Sized),
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Error> {
         let client = &self.conn().client;
         self.with_statement(query, |s| async move { client.execute(&s, params).await }).await
     }
@@ -322,6 +346,12 @@ impl Client {
     pub fn discard(self) {
         Pooled::discard(self.inner);
     }
+}
+
+/// Whether `error` means the session is over: the socket closed, or a
+/// FATAL/PANIC from the server (terminated, shut down, crashed).
+fn ends_session(error: &Error) -> bool {
+    error.is_closed() || error.as_db_error().is_some_and(|db| matches!(db.severity(), "FATAL" | "PANIC"))
 }
 
 /// "cached plan must not change result type" and the like: a prepared

@@ -25,7 +25,8 @@ pub use connection::PgConnection;
 pub use error::ConfigError;
 pub use manager::PgManager;
 pub use pool::{
-    DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, PgConfig, PgPool, PgPoolBuilder, PoolError,
+    BudgetCheckError, DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, PgConfig, PgPool, PgPoolBuilder,
+    PoolError,
 };
 pub use pool_core::{self, Status};
 pub use recycling::Recycling;

@@ -85,3 +85,20 @@ async fn terminate_idle_ends_only_matching_idle_sessions_and_never_its_own() {
     let client = victims.get().await.unwrap();
     assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_budget_check_warns_when_the_instances_would_not_fit() {
+    let server = common::server_with_max_connections(20);
+    let pool = common::pool(&server, "connection_limit=8");
+    let fits = pool.check_budget(2).await.unwrap();
+    assert!(fits.fits(), "2 x 8 = 16 of 20: {fits}");
+    // Capture the check's log on this thread while it runs.
+    let runtime = tokio::runtime::Handle::current();
+    let mut budget = None;
+    let warnings = tokio::task::block_in_place(|| {
+        common::warnings_during(|| budget = Some(runtime.block_on(pool.check_budget(3)).unwrap()))
+    });
+    let budget = budget.unwrap();
+    assert!(!budget.fits(), "3 x 8 = 24 > 20: {budget}");
+    assert!(warnings.iter().any(|w| w.contains("do not fit") && w.contains("short by")), "{warnings:?}");
+}

@@ -2,7 +2,6 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -77,12 +76,7 @@ pub(crate) enum NotReady {
 
 /// Polls until the postmaster reports "ready" in `postmaster.pid` (as
 /// `pg_ctl` does), it exits, or `timeout` passes.
-pub(crate) fn wait_ready(
-    child: &mut Child,
-    data_dir: &Path,
-    port: u16,
-    timeout: Duration,
-) -> Result<(), NotReady> {
+pub(crate) fn wait_ready(child: &mut Child, data_dir: &Path, timeout: Duration) -> Result<(), NotReady> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -91,7 +85,7 @@ pub(crate) fn wait_ready(
             Ok(None) => {}
             Err(e) => return Err(NotReady::Io(e)),
         }
-        if is_ready(data_dir, child.id(), port) {
+        if is_ready(data_dir, child.id()) {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -105,7 +99,7 @@ pub(crate) fn wait_ready(
 /// Line 8 of `postmaster.pid` is the postmaster's status since PostgreSQL 10
 /// (`starting`, `ready`, `stopping`); line 1 is its pid, which tells a
 /// stale file from an old run apart from the current one.
-fn is_ready(data_dir: &Path, pid: u32, port: u16) -> bool {
+fn is_ready(data_dir: &Path, pid: u32) -> bool {
     let Ok(text) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
         return false;
     };
@@ -117,14 +111,7 @@ fn is_ready(data_dir: &Path, pid: u32, port: u16) -> bool {
     // server is still starting, even though it may already accept TCP
     // connections (which it then refuses with "the database system is
     // starting up"). Every supported version (10+) writes the line.
-    let _ = port;
     lines.get(7).is_some_and(|status| status.trim() == "ready")
-}
-
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-pub(crate) fn can_connect(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
 /// Sends a signal (`INT`, `QUIT`, ...) with the shell's `kill` builtin:

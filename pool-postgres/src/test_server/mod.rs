@@ -1,0 +1,834 @@
+//! A throwaway PostgreSQL server for tests (cargo feature `test-server`).
+//!
+//! [`TestServer::start`] (or [`TestServer::builder`]) starts a private
+//! PostgreSQL server on a free port of 127.0.0.1, in a fresh temporary
+//! directory, and returns once it accepts connections. Dropping the
+//! [`TestServer`] stops the server and deletes the directory.
+//!
+//! ```no_run
+//! use pool_postgres::test_server::TestServer;
+//!
+//! let server = TestServer::builder().max_connections(20).start()?;
+//! // postgres://postgres@127.0.0.1:PORT/postgres
+//! let url = server.url();
+//! // host=127.0.0.1 port=PORT user=postgres dbname=postgres
+//! let config = server.connection_string();
+//! # let _ = (url, config);
+//! # Ok::<(), pool_postgres::test_server::TestServerError>(())
+//! ```
+//!
+//! Enable it in your own tests with
+//! `pool-postgres = { version = "...", features = ["test-server"] }` under
+//! `[dev-dependencies]`.
+//!
+//! # Requirements
+//!
+//! The PostgreSQL *server* binaries (`initdb`, `postgres`, version 10 or
+//! newer) are looked up in this order:
+//!
+//! 1. the directory in `PG_BINDIR` (if set, it must be right: no fallback),
+//! 2. `pg_config --bindir`,
+//! 3. the highest `/usr/lib/postgresql/<version>/bin` (Debian, Ubuntu),
+//! 4. `initdb` and `postgres` on `PATH`.
+//!
+//! If none is found, starting fails with an error that says how to install
+//! them (`apt-get install -y postgresql` on Debian/Ubuntu). Tests are never
+//! skipped silently. A test suite that wants to run against an existing
+//! server instead can check [`TestServer::binaries_available`] and fall back
+//! to `DATABASE_URL`; that choice is the caller's.
+//!
+//! # How it works
+//!
+//! * **Template cluster.** `initdb` takes a second or so, so it runs only
+//!   once per machine and configuration: the result is cached as a template
+//!   under `<temp dir>/pool-postgres-test-<uid>/templates/`, keyed by the
+//!   binaries' path and version, the `initdb` options (`--no-locale`, UTF8,
+//!   1 MiB WAL segments, no fsync), the owner and the user/password. It is
+//!   built in a private directory and renamed into place atomically, so
+//!   concurrent test processes never see a half-built one (if two build at
+//!   once, one rename wins and the other copy is thrown away). Each server
+//!   starts from its own copy of the template (about 30 MB in some thousand
+//!   files). Delete the `templates` directory to force a rebuild.
+//! * **Per server**, a directory `pool-postgres-test-<uid>/srv-*` holds the
+//!   data directory (`data/`), the log (`server.log`) and the Unix socket.
+//!   It lives in `$POOL_POSTGRES_TEST_DIR` if that is set, else in
+//!   `/dev/shm` if that is a tmpfs with at least 1 GiB free (creating a
+//!   thousand files can take a second on some disks and takes tens of
+//!   milliseconds in memory), else in the system temp dir. The server
+//!   listens on 127.0.0.1 only, on a port the kernel reported free; if
+//!   another process takes it first, a new port is tried. Defaults set with
+//!   `-c`: `fsync=off` (throwaway data), `logging_collector=off` and
+//!   `cluster_name=<data dir>` (so `pgrep -f DATA_DIR` finds every server
+//!   process). Your [`setting`](TestServerBuilder::setting)s come later on
+//!   the command line and override them.
+//! * **Readiness** is detected like `pg_ctl` does: by polling the status
+//!   line of `postmaster.pid` until it says `ready` (a few milliseconds
+//!   between polls), with a deadline (30 s by default). A server that exits
+//!   or does not become ready produces an error that includes the end of its
+//!   log.
+//! * **Root.** PostgreSQL refuses to run as root. When the tests run as root
+//!   (containers, CI), `initdb` and `postgres` run as the `postgres` system
+//!   user (switched to with `CommandExt::uid`/`gid`), and the directories are
+//!   `chown`ed to it. The directories above them must then be searchable by
+//!   that user (`/tmp` and `/dev/shm` are). Otherwise everything runs as the
+//!   current user.
+//! * **Authentication.** Without a password everything is `trust`. With
+//!   [`password`](TestServerBuilder::password) TCP connections (for every
+//!   user) need SCRAM-SHA-256, and that user gets the password (a user other
+//!   than `postgres` is created as a superuser); connections over the Unix
+//!   socket stay `trust`.
+//!
+//! # Never leaving a server behind
+//!
+//! * `Drop` stops the server with a *fast shutdown* (`SIGINT`), escalates to
+//!   an immediate shutdown (`SIGQUIT`) and then `SIGKILL` if it takes longer
+//!   than a few seconds, waits for it to exit and deletes the directory.
+//!   `Drop` also runs when a test panics (unwinding).
+//! * When `Drop` never runs (a server in a `static`, `std::process::exit`,
+//!   `panic = "abort"`, the test binary killed with `SIGKILL` by a runner's
+//!   timeout), a **watchdog** does it: each server has a tiny `/bin/sh`
+//!   process blocked reading a pipe whose write end only this process holds.
+//!   The kernel closes that end when this process ends, however it ends; the
+//!   watchdog then sees end of file, shuts the postmaster down (`SIGQUIT`,
+//!   then `SIGKILL`) and removes the directory. It checks on Linux that the
+//!   pid it is about to signal still has the data directory as its working
+//!   directory, so a recycled pid is never hit. It lives in its own process
+//!   group, so Ctrl-C or a runner that kills the test's process group does
+//!   not take it down. (Unlike `PR_SET_PDEATHSIG`, which fires when the
+//!   *thread* that spawned the server exits, this works for servers shared
+//!   between test threads, and it needs no unsafe code.) Gaps: the instant
+//!   between spawning `postgres` and telling the watchdog its pid, and a
+//!   kill of the whole container or cgroup, which takes every process,
+//!   watchdog and server alike (only the directory stays behind then).
+//! * The postmaster runs in its own process group too, so a Ctrl-C does not
+//!   reach it directly: its shutdown is left to `Drop` or the watchdog.
+//!
+//! # Async tests
+//!
+//! The API is synchronous and has no runtime dependency. Starting blocks the
+//! calling thread briefly (well under a second once the template exists; the
+//! first start on a machine runs `initdb` too), as do stopping and `Drop`
+//! (tens of milliseconds). That is fine in `#[tokio::test]`; in a
+//! multi-threaded runtime where it matters, use
+//! `tokio::task::spawn_blocking(|| TestServer::start())`.
+
+#[cfg(not(unix))]
+compile_error!("the `test-server` feature of pool-postgres works on Unix-like systems only");
+
+mod account;
+mod binaries;
+mod dirs;
+mod error;
+mod ports;
+mod process;
+mod template;
+mod watchdog;
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+pub use error::{Phase, TestServerError};
+
+use account::Identity;
+use binaries::Binaries;
+use process::{Launch, NotReady, Shutdown};
+use template::{Auth, SUPERUSER};
+use watchdog::Watchdog;
+
+/// The address every test server listens on.
+const HOST: &str = "127.0.0.1";
+
+/// The default for [`TestServerBuilder::start_timeout`].
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long [`TestServer::stop`] waits for a fast shutdown.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `Drop` waits for a fast shutdown before escalating.
+const DROP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long [`TestServer::kill`] waits for an immediate shutdown.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// How many ports to try when another process takes the chosen one.
+const PORT_ATTEMPTS: u32 = 5;
+
+/// The longest Unix socket path that works everywhere (`sun_path` is 104
+/// bytes on macOS and the BSDs, 108 on Linux, including the NUL).
+const MAX_SOCKET_PATH: usize = 103;
+
+/// Settings for a [`TestServer`]; create one with [`TestServer::builder`].
+///
+/// A builder can start any number of servers.
+#[derive(Clone)]
+pub struct TestServerBuilder {
+    settings: Vec<(String, String)>,
+    auth: Option<(String, String)>,
+    start_timeout: Duration,
+}
+
+impl Default for TestServerBuilder {
+    fn default() -> Self {
+        Self { settings: Vec::new(), auth: None, start_timeout: DEFAULT_START_TIMEOUT }
+    }
+}
+
+impl fmt::Debug for TestServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestServerBuilder")
+            .field("settings", &self.settings)
+            .field("user", &self.auth.as_ref().map(|(user, _)| user))
+            .field("password", &self.auth.as_ref().map(|_| "<redacted>"))
+            .field("start_timeout", &self.start_timeout)
+            .finish()
+    }
+}
+
+impl TestServerBuilder {
+    /// The same as [`TestServer::builder`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `max_connections` (PostgreSQL's default is 100).
+    #[must_use]
+    pub fn max_connections(self, max: u32) -> Self {
+        self.setting("max_connections", max.to_string())
+    }
+
+    /// Sets any server setting, passed as `-c name=value` on the `postgres`
+    /// command line; it overrides this module's defaults (such as
+    /// `fsync=off`), and a later call for the same name wins.
+    #[must_use]
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// Requires SCRAM-SHA-256 password authentication for TCP connections,
+    /// and gives `user` the password `password`. A `user` other than
+    /// `postgres` is created as a superuser and becomes the server's
+    /// [`user`](TestServer::user) (the one in [`url`](TestServer::url)).
+    ///
+    /// Neither may be empty or contain a line break. Each distinct
+    /// user/password pair gets its own cached template cluster, so the
+    /// first start with a new pair runs `initdb` again.
+    #[must_use]
+    pub fn password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// How long to wait for the server to accept connections (default 30 s).
+    #[must_use]
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Starts a server and returns once it accepts connections.
+    ///
+    /// Blocks the calling thread: tens to a few hundred milliseconds when
+    /// the template cluster exists, about a second more when it must be
+    /// created first (see the [module docs](self)).
+    ///
+    /// # Errors
+    ///
+    /// A [`TestServerError`] naming the failed [`Phase`]: no PostgreSQL
+    /// binaries (with install instructions), a failed `initdb`, a server that
+    /// exits or does not become ready in time (with the end of its log), ...
+    pub fn start(&self) -> Result<TestServer, TestServerError> {
+        self.validate()?;
+        let bins = Binaries::get()?;
+        let identity = Identity::get()?;
+        let auth = self.auth.as_ref().map(|(user, password)| Auth { user, password });
+        let template = template::ensure(bins, identity, dirs::cache_dir(identity)?, auth)?;
+        let base = dirs::run_dir(identity)?;
+
+        let root = dirs::unique_dir(base, "srv-").map_err(|e| {
+            TestServerError::io(
+                Phase::PrepareDirectory,
+                format!("could not create a directory in {}", base.display()),
+                e,
+            )
+        })?;
+        let data_dir = root.join("data");
+        let socket_dir =
+            (root.as_os_str().len() + "/.s.PGSQL.65535".len() <= MAX_SOCKET_PATH).then(|| root.clone());
+        // From here on, dropping `server` cleans up whatever exists.
+        let mut server = TestServer {
+            bins,
+            identity,
+            template,
+            log_path: root.join("server.log"),
+            data_dir,
+            socket_dir,
+            root,
+            port: 0,
+            user: self.auth.as_ref().map_or(SUPERUSER, |(user, _)| user.as_str()).to_owned(),
+            password: self.auth.as_ref().map(|(_, password)| password.clone()),
+            settings: self.settings.clone(),
+            start_timeout: self.start_timeout,
+            state: Mutex::new(State::default()),
+        };
+        server.prepare()?;
+        let mut attempt = 1;
+        loop {
+            server.port = ports::reserve()
+                .map_err(|e| TestServerError::io(Phase::Start, "could not find a free TCP port", e))?;
+            let launched = {
+                let mut state = server.lock();
+                server_launch(&server.launch_parts(), &mut state)
+            };
+            match launched {
+                Ok(()) => return Ok(server),
+                Err(failure) if failure.port_taken && attempt < PORT_ATTEMPTS => {
+                    ports::release(server.port);
+                    server.port = 0;
+                    attempt += 1;
+                }
+                Err(failure) => return Err(failure.error),
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), TestServerError> {
+        let bad = |what: String| Err(TestServerError::new(Phase::Configure, what));
+        for (name, value) in &self.settings {
+            let name_ok =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+            if !name_ok {
+                return bad(format!("invalid setting name {name:?}"));
+            }
+            if value.contains('\0') {
+                return bad(format!("the value of setting {name} contains a NUL byte"));
+            }
+        }
+        if let Some((user, password)) = &self.auth {
+            let broken = |s: &str| s.is_empty() || s.contains(['\n', '\r', '\0']);
+            if broken(user) {
+                return bad(format!("invalid user name {user:?}: it must be non-empty, without line breaks"));
+            }
+            if broken(password) {
+                return bad("invalid password: it must be non-empty, without line breaks".to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A running (or stopped) throwaway PostgreSQL server.
+///
+/// See the [module docs](self) for how it works. The superuser is
+/// `postgres` (or the user given to [`TestServerBuilder::password`]); the
+/// database `postgres` exists. All methods take `&self`, so a server can
+/// live in a `static` and be shared between tests (the watchdog stops it
+/// when the test process exits, since statics are never dropped).
+///
+/// `Debug` does not show the password.
+pub struct TestServer {
+    bins: &'static Binaries,
+    identity: &'static Identity,
+    template: PathBuf,
+    root: PathBuf,
+    data_dir: PathBuf,
+    socket_dir: Option<PathBuf>,
+    log_path: PathBuf,
+    port: u16,
+    user: String,
+    password: Option<String>,
+    settings: Vec<(String, String)>,
+    start_timeout: Duration,
+    state: Mutex<State>,
+}
+
+/// What changes while the server lives.
+#[derive(Default)]
+struct State {
+    /// The postmaster, while it runs (or until we notice it has exited).
+    child: Option<Child>,
+    watchdog: Option<Watchdog>,
+    /// The log file, opened once, appended to by every start.
+    log: Option<File>,
+}
+
+/// What [`server_launch`] needs from a [`TestServer`].
+struct LaunchParts<'a> {
+    bins: &'a Binaries,
+    identity: &'a Identity,
+    template: &'a Path,
+    data_dir: &'a Path,
+    socket_dir: Option<&'a Path>,
+    log_path: &'a Path,
+    port: u16,
+    settings: &'a [(String, String)],
+    start_timeout: Duration,
+}
+
+struct LaunchFailure {
+    error: TestServerError,
+    port_taken: bool,
+}
+
+impl TestServer {
+    /// A builder for a server with custom settings.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder::default()
+    }
+
+    /// Starts a server with the default settings; see
+    /// [`TestServerBuilder::start`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TestServerBuilder::start`].
+    pub fn start() -> Result<Self, TestServerError> {
+        Self::builder().start()
+    }
+
+    /// Whether the PostgreSQL server binaries can be found (see the
+    /// [module docs](self)). Use it to decide between a test server and,
+    /// say, `DATABASE_URL`; [`start`](Self::start) itself never skips.
+    pub fn binaries_available() -> bool {
+        Binaries::get().is_ok()
+    }
+
+    /// The host the server listens on: `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        HOST
+    }
+
+    /// The TCP port the server listens on; it stays the same across
+    /// [`start_again`](Self::start_again).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The user the URLs and connection strings log in as: `postgres`, or
+    /// the user given to [`TestServerBuilder::password`].
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The password, if the server requires one.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// `postgres://USER[:PASSWORD]@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        self.url_for("postgres")
+    }
+
+    /// Like [`url`](Self::url), for database `dbname` (which must exist).
+    pub fn url_for(&self, dbname: &str) -> String {
+        let mut url = format!("postgres://{}", percent_encode(&self.user));
+        if let Some(password) = &self.password {
+            let _ = write!(url, ":{}", percent_encode(password));
+        }
+        let _ = write!(url, "@{HOST}:{}/{}", self.port, percent_encode(dbname));
+        url
+    }
+
+    /// A key=value connection string as `tokio_postgres::Config` and libpq
+    /// accept: `host=127.0.0.1 port=PORT user=USER dbname=postgres
+    /// [password=...]`.
+    pub fn connection_string(&self) -> String {
+        self.connection_string_for("postgres")
+    }
+
+    /// Like [`connection_string`](Self::connection_string), for database
+    /// `dbname`.
+    pub fn connection_string_for(&self, dbname: &str) -> String {
+        let mut out = format!(
+            "host={HOST} port={} user={} dbname={}",
+            self.port,
+            conninfo_value(&self.user),
+            conninfo_value(dbname)
+        );
+        if let Some(password) = &self.password {
+            let _ = write!(out, " password={}", conninfo_value(password));
+        }
+        out
+    }
+
+    /// The directory of the server's Unix socket (`.s.PGSQL.PORT`), or
+    /// `None` if the temp dir's path is too long for a socket path.
+    pub fn socket_dir(&self) -> Option<&Path> {
+        self.socket_dir.as_deref()
+    }
+
+    /// The data directory (a canonical path).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The server's log file: everything it wrote to stdout and stderr, over
+    /// all its starts.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The last `lines` lines of the server log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        error::tail_lines(&dirs::read_end(&self.log_path).unwrap_or_default(), lines)
+    }
+
+    /// The directory of the PostgreSQL binaries in use (it has `psql` too,
+    /// if the client package is installed).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bins.bin_dir
+    }
+
+    /// `postgres --version` of the binaries in use.
+    pub fn version(&self) -> &str {
+        &self.bins.version
+    }
+
+    /// A command for a client program from [`bin_dir`](Self::bin_dir)
+    /// (`psql`, `pg_dump`, `pgbench`, ...) with `PGHOST`, `PGPORT`, `PGUSER`,
+    /// `PGDATABASE=postgres` and, if set, `PGPASSWORD` pointing at this
+    /// server. It runs as the current user and connects over TCP. Pass `-X`
+    /// to `psql` to ignore `~/.psqlrc`.
+    pub fn client_command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bins.program(program));
+        command
+            .env("PGHOST", HOST)
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", &self.user)
+            .env("PGDATABASE", "postgres")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env_remove("PGSERVICE")
+            .env_remove("PGOPTIONS");
+        match &self.password {
+            Some(password) => command.env("PGPASSWORD", password),
+            None => command.env_remove("PGPASSWORD"),
+        };
+        command
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&self) -> bool {
+        let mut state = self.lock();
+        state.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The postmaster's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let mut state = self.lock();
+        let child = state.child.as_mut()?;
+        matches!(child.try_wait(), Ok(None)).then(|| child.id())
+    }
+
+    /// Stops the server with a fast shutdown (`SIGINT`: open connections are
+    /// closed, a checkpoint is written) and waits until it has exited. The
+    /// data directory and port are kept for [`start_again`](Self::start_again).
+    /// Stopping a stopped server does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Phase::Stop`] if the server did not exit within 10 s (it has then
+    /// been stopped with `SIGQUIT` or `SIGKILL`) or could not be signalled.
+    pub fn stop(&self) -> Result<(), TestServerError> {
+        self.shut_down("INT", STOP_TIMEOUT)
+    }
+
+    /// Stops the server abruptly, like a crash: an immediate shutdown
+    /// (`SIGQUIT`, what `pg_ctl stop -m immediate` sends) makes every server
+    /// process exit at once, without a checkpoint, cutting all connections;
+    /// the next [`start_again`](Self::start_again) runs crash recovery.
+    /// (A bare `SIGKILL` of the postmaster would leave its children
+    /// running.) Waits until the server has exited.
+    ///
+    /// # Errors
+    ///
+    /// [`Phase::Stop`] if the server could not be signalled, or needed a
+    /// `SIGKILL` after 5 s.
+    pub fn kill(&self) -> Result<(), TestServerError> {
+        self.shut_down("QUIT", KILL_GRACE)
+    }
+
+    /// Starts the stopped server again, on the same data directory and
+    /// port, and waits until it accepts connections. Does nothing if it is
+    /// running.
+    ///
+    /// # Errors
+    ///
+    /// [`Phase::Start`] or [`Phase::WaitReady`] with the end of the server
+    /// log, e.g. when another process has taken the port meanwhile.
+    pub fn start_again(&self) -> Result<(), TestServerError> {
+        let mut state = self.lock();
+        if let Some(child) = &mut state.child {
+            if matches!(child.try_wait(), Ok(None)) {
+                return Ok(());
+            }
+            state.child = None;
+            if let Some(watchdog) = &mut state.watchdog {
+                watchdog.unwatch();
+            }
+        }
+        server_launch(&self.launch_parts(), &mut state).map_err(|failure| failure.error)
+    }
+
+    /// [`stop`](Self::stop) then [`start_again`](Self::start_again).
+    ///
+    /// # Errors
+    ///
+    /// As those two.
+    pub fn restart(&self) -> Result<(), TestServerError> {
+        self.stop()?;
+        self.start_again()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn launch_parts(&self) -> LaunchParts<'_> {
+        LaunchParts {
+            bins: self.bins,
+            identity: self.identity,
+            template: &self.template,
+            data_dir: &self.data_dir,
+            socket_dir: self.socket_dir.as_deref(),
+            log_path: &self.log_path,
+            port: self.port,
+            settings: &self.settings,
+            start_timeout: self.start_timeout,
+        }
+    }
+
+    /// Hands the directory over, starts the watchdog and copies the template.
+    fn prepare(&mut self) -> Result<(), TestServerError> {
+        if let Some((uid, gid)) = self.identity.owner() {
+            std::os::unix::fs::chown(&self.root, Some(uid), Some(gid)).map_err(|e| {
+                TestServerError::io(
+                    Phase::PrepareDirectory,
+                    format!("could not chown {} to {uid}:{gid}", self.root.display()),
+                    e,
+                )
+            })?;
+        }
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let watchdog = Watchdog::spawn(&self.root, &self.data_dir).map_err(|e| {
+            TestServerError::io(Phase::PrepareDirectory, "could not start the watchdog (/bin/sh)", e)
+        })?;
+        state.watchdog = Some(watchdog);
+        dirs::copy_tree(&self.template, &self.data_dir, self.identity.owner()).map_err(|e| {
+            TestServerError::io(
+                Phase::CopyTemplate,
+                format!("could not copy {} to {}", self.template.display(), self.data_dir.display()),
+                e,
+            )
+        })?;
+        let log = OpenOptions::new().create(true).append(true).open(&self.log_path).map_err(|e| {
+            TestServerError::io(
+                Phase::PrepareDirectory,
+                format!("could not create {}", self.log_path.display()),
+                e,
+            )
+        })?;
+        state.log = Some(log);
+        Ok(())
+    }
+
+    fn shut_down(&self, signal: &str, grace: Duration) -> Result<(), TestServerError> {
+        let mut state = self.lock();
+        let Some(mut child) = state.child.take() else {
+            return Ok(());
+        };
+        match process::shut_down(&mut child, signal, grace) {
+            Ok(outcome) => {
+                if let Some(watchdog) = &mut state.watchdog {
+                    watchdog.unwatch();
+                }
+                drop(state);
+                match outcome {
+                    Shutdown::Clean => Ok(()),
+                    Shutdown::Escalated(how) => Err(TestServerError::new(
+                        Phase::Stop,
+                        format!(
+                            "the server did not exit within {grace:?} after SIG{signal}; \
+                             it was stopped with {how}"
+                        ),
+                    )
+                    .with_output(
+                        format!("server log {}", self.log_path.display()),
+                        &self.log_tail(error::TAIL_LINES),
+                    )),
+                }
+            }
+            Err(e) => {
+                let pid = child.id();
+                state.child = Some(child);
+                Err(TestServerError::io(Phase::Stop, format!("could not signal the server (pid {pid})"), e))
+            }
+        }
+    }
+}
+
+/// Spawns the postmaster and waits until it is ready; on success the child
+/// is stored in `state`.
+fn server_launch(parts: &LaunchParts<'_>, state: &mut State) -> Result<(), LaunchFailure> {
+    let fail = |error: TestServerError| LaunchFailure { error, port_taken: false };
+    let Some(log) = state.log.as_ref() else {
+        return Err(fail(TestServerError::new(Phase::Start, "the server log is not open")));
+    };
+    let log_offset = log.metadata().map(|m| m.len()).ok();
+    let launch = Launch {
+        bins: parts.bins,
+        identity: parts.identity,
+        data_dir: parts.data_dir,
+        socket_dir: parts.socket_dir,
+        port: parts.port,
+        settings: parts.settings,
+        log,
+    };
+    let (mut child, command) = launch.spawn().map_err(|e| {
+        fail(TestServerError::io(Phase::Start, "could not spawn postgres", e).with_command(&launch.command()))
+    })?;
+    if let Some(watchdog) = &mut state.watchdog {
+        watchdog.watch(child.id());
+    }
+    let outcome = process::wait_ready(&mut child, parts.data_dir, parts.start_timeout);
+    if outcome.is_ok() {
+        state.child = Some(child);
+        return Ok(());
+    }
+    // Failed: make sure it is gone, then explain.
+    let _ = process::shut_down(&mut child, "QUIT", KILL_GRACE);
+    if let Some(watchdog) = &mut state.watchdog {
+        watchdog.unwatch();
+    }
+    let new_log = dirs::read_from(parts.log_path, log_offset).unwrap_or_default();
+    let port_taken = new_log.contains("Address already in use");
+    let mut message = match outcome {
+        Err(NotReady::Exited(status)) => format!("postgres exited during startup ({status})"),
+        Err(NotReady::TimedOut) => format!(
+            "the server did not accept connections within {:?}; it was shut down",
+            parts.start_timeout
+        ),
+        Err(NotReady::Io(ref e)) => format!("could not watch the server process: {e}"),
+        Ok(()) => String::new(),
+    };
+    if new_log.contains("Permission denied")
+        && let Some(account) = &parts.identity.run_as
+    {
+        let _ = write!(
+            message,
+            "; note: the server runs as user {} (we are root), so every directory above {} \
+             must be searchable by it; set TMPDIR to a directory such as /tmp",
+            account.name,
+            parts.data_dir.display()
+        );
+    }
+    if port_taken {
+        let _ = write!(message, "; port {} is in use", parts.port);
+    }
+    let damaged = ["PANIC", "No such file or directory", "incompatible", "invalid checkpoint"];
+    if damaged.iter().any(|sign| new_log.contains(sign)) {
+        let _ = write!(
+            message,
+            "; the data directory is a copy of the cached template {}: if that is damaged, \
+             delete it to have it rebuilt",
+            parts.template.display()
+        );
+    }
+    let phase = if matches!(outcome, Err(NotReady::TimedOut)) { Phase::WaitReady } else { Phase::Start };
+    Err(LaunchFailure {
+        error: TestServerError::new(phase, message)
+            .with_command(&command)
+            .with_output(format!("server log {}", parts.log_path.display()), &new_log),
+        port_taken,
+    })
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let stopped = match state.child.take() {
+            None => true,
+            Some(mut child) => process::shut_down(&mut child, "INT", DROP_GRACE).is_ok(),
+        };
+        state.log = None;
+        let removed = stopped && dirs::remove_tree(&self.root).is_ok();
+        if let Some(mut watchdog) = state.watchdog.take() {
+            if stopped {
+                watchdog.unwatch();
+            }
+            if removed {
+                watchdog.disarm();
+            }
+            // Otherwise dropping it closes the pipe: the watchdog stops
+            // whatever still runs and removes the directory.
+        }
+        ports::release(self.port);
+    }
+}
+
+impl fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestServer")
+            .field("host", &HOST)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("data_dir", &self.data_dir)
+            .field("version", &self.bins.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// Quotes a connection string value if it needs it.
+fn conninfo_value(value: &str) -> String {
+    let plain = !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\');
+    if plain { value.to_owned() } else { format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_urls_and_conninfo_values() {
+        assert_eq!(percent_encode("p@ss:w/rd ü"), "p%40ss%3Aw%2Frd%20%C3%BC");
+        assert_eq!(percent_encode("plain-1.2_~"), "plain-1.2_~");
+        assert_eq!(conninfo_value("plain"), "plain");
+        assert_eq!(conninfo_value("it's a \\"), r"'it\'s a \\'");
+        assert_eq!(conninfo_value(""), "''");
+    }
+
+    #[test]
+    fn builder_debug_hides_the_password() {
+        let builder = TestServer::builder().password("app", "hunter2");
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("app"), "{shown}");
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let err = TestServer::builder().setting("bad name", "1").start().unwrap_err();
+        assert_eq!(err.phase(), Phase::Configure);
+        let err = TestServer::builder().password("postgres", "two\nlines").start().unwrap_err();
+        assert_eq!(err.phase(), Phase::Configure);
+    }
+}
