@@ -70,15 +70,20 @@ impl<M: Manager> Shared<M> {
         let mut ticket = self.core.checkout(wait);
         loop {
             ticket = match ticket {
-                Checkout::Resource(entry) => match self.check(entry, &mut clock).await {
-                    Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location)),
-                    Checked::Replaced => Checkout::Slot,
-                    Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
-                    Checked::NoRuntime => return Err(Error::NoRuntime),
-                },
+                Checkout::Resource(entry, below_min_idle) => {
+                    if below_min_idle {
+                        self.wake_maintenance.notify_one();
+                    }
+                    match self.check(entry, &mut clock).await {
+                        Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location)),
+                        Checked::Replaced => Checkout::Slot,
+                        Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
+                        Checked::NoRuntime => return Err(Error::NoRuntime),
+                    }
+                }
                 Checkout::Slot => return self.create_for(&mut clock, location).await,
                 Checkout::Wait(key) => match self.wait_turn(key, &mut clock).await {
-                    Ok(Grant::Resource(entry)) => Checkout::Resource(entry),
+                    Ok(Grant::Resource(entry)) => Checkout::Resource(entry, false),
                     Ok(Grant::Slot) => Checkout::Slot,
                     Ok(Grant::Closed) => return Err(Error::Closed),
                     Err(error) => return Err(error),

@@ -54,6 +54,7 @@ impl<M: Manager> Pooled<M> {
         let entry = this.entry.take().expect("a Pooled holds its entry until it is consumed");
         this.finish();
         wake(this.shared.core.remove_in_use());
+        this.shared.notify_if_drained();
         entry.resource
     }
 
@@ -92,7 +93,19 @@ impl<M: Manager> Drop for Pooled<M> {
         let Some(mut entry) = self.entry.take() else { return };
         let now = self.finish().unwrap_or_else(Instant::now);
         let shared = &*self.shared;
-        let reason = if std::thread::panicking() || shared.manager.is_broken(&mut entry.resource) {
+        let broken = std::thread::panicking()
+            || match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                shared.manager.is_broken(&mut entry.resource)
+            })) {
+                Ok(broken) => broken,
+                Err(panic) => {
+                    // Free the slot before passing the manager's panic on.
+                    wake(shared.core.remove_in_use());
+                    shared.destroy(entry, DestroyReason::Broken);
+                    std::panic::resume_unwind(panic);
+                }
+            };
+        let reason = if broken {
             Some(DestroyReason::Broken)
         } else if entry.info.expires_at.is_some_and(|at| now >= at) {
             Some(DestroyReason::Lifetime)

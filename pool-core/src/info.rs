@@ -55,7 +55,8 @@ impl ResourceInfo {
         self.expires_at
     }
 
-    /// How many times the resource has been handed out before this one.
+    /// How many times the resource has been handed out, the current
+    /// checkout included (0 while it was never handed out).
     pub fn checkouts(&self) -> u64 {
         self.checkouts
     }

@@ -13,6 +13,7 @@
 //! dropping the last `Pool` handle does) or gone.
 
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -42,7 +43,17 @@ async fn run<M: Manager>(pool: Weak<Shared<M>>, wake: Arc<Notify>) {
             if shared.core.is_closed() {
                 return;
             }
-            shared.maintain().await
+            // A panicking manager call ends the round, not the task: the
+            // round's guards free what it held, and the next round waits a bit.
+            let mut round = std::pin::pin!(shared.maintain());
+            std::future::poll_fn(|cx| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| round.as_mut().poll(cx)))
+                    .unwrap_or_else(|_| {
+                        tracing::error!(pool = %shared.config.name, "a maintenance round panicked");
+                        Poll::Ready(Instant::now().checked_add(Duration::from_secs(1)))
+                    })
+            })
+            .await
         };
         match next {
             Some(at) => {
@@ -71,8 +82,12 @@ impl<M: Manager> Shared<M> {
         for (entry, reason) in chores.destroy {
             self.destroy(entry, reason);
         }
-        for entry in chores.check {
-            self.keepalive(entry).await;
+        // Each in its guard, so a round cut short destroys those not yet
+        // checked instead of losing their slots.
+        let checks: Vec<_> =
+            chores.check.into_iter().map(|e| Checking { shared: self, entry: Some(e) }).collect();
+        for held in checks {
+            self.keepalive(held).await;
         }
         let mut next = None;
         if chores.refill {
@@ -121,8 +136,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Validates one idle resource with `recycle`; keeps it or destroys it.
-    async fn keepalive(&self, entry: crate::engine::Entry<M::Resource>) {
-        let mut held = Checking { shared: self, entry: Some(entry) };
+    async fn keepalive(&self, mut held: Checking<'_, M>) {
         let timeout = self.config.background_recycle_timeout();
         let outcome = {
             let entry = held.entry.as_mut().expect("held until taken below");

@@ -201,10 +201,16 @@ impl<M: Manager> Pool<M> {
     /// others are destroyed ([`DestroyReason::Evicted`]). `keep` runs outside
     /// the pool's lock; while it runs, the idle resources count as in use.
     pub fn retain(&self, mut keep: impl FnMut(&M::Resource, &ResourceInfo) -> bool) {
-        let mut pending =
-            Retaining { shared: &self.shared, entries: self.shared.core.take_idle().into_iter() };
+        let mut pending = Retaining {
+            shared: &self.shared,
+            judging: None,
+            entries: self.shared.core.take_idle().into_iter(),
+        };
         for entry in pending.entries.by_ref() {
-            if keep(&entry.resource, &entry.info) {
+            let judging = pending.judging.insert(entry);
+            let kept = keep(&judging.resource, &judging.info);
+            let entry = pending.judging.take().expect("inserted above");
+            if kept {
                 self.shared.settle(self.shared.core.put_back(entry));
             } else {
                 wake(self.shared.core.remove_in_use());
@@ -224,16 +230,17 @@ impl<M: Manager> Pool<M> {
     }
 }
 
-/// Idle entries taken out for [`Pool::retain`]; those not yet judged go back
-/// if the predicate panics.
+/// Idle entries taken out for [`Pool::retain`]; the one being judged and
+/// those not yet judged go back if the predicate panics.
 struct Retaining<'a, M: Manager> {
     shared: &'a Shared<M>,
+    judging: Option<crate::engine::Entry<M::Resource>>,
     entries: std::vec::IntoIter<crate::engine::Entry<M::Resource>>,
 }
 
 impl<M: Manager> Drop for Retaining<'_, M> {
     fn drop(&mut self) {
-        for entry in self.entries.by_ref() {
+        for entry in self.judging.take().into_iter().chain(self.entries.by_ref()) {
             let returned = self.shared.core.put_back(entry);
             self.shared.settle(returned);
         }

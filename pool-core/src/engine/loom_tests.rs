@@ -39,7 +39,7 @@ fn settle(returned: Returned<u32>) -> Option<u32> {
 /// a new one, or a place in the queue to wait for either.
 fn take(core: &Core<u32>, new_id: u32) -> Option<Entry<u32>> {
     let grant = match core.checkout(true) {
-        Checkout::Resource(entry) => return Some(entry),
+        Checkout::Resource(entry, _) => return Some(entry),
         Checkout::Slot => Grant::Slot,
         Checkout::Wait(key) => loom::future::block_on(poll_fn(|cx| core.poll_grant(key, cx))),
         Checkout::Closed => return None,
@@ -155,7 +155,8 @@ fn loom_close_wakes_every_waiter_and_loses_nothing() {
         assert_eq!(core.outstanding(), 0);
         // The one resource ended exactly once: drained by close (neither
         // returner saw it destroyed), or destroyed on return by one of them.
-        let destroyed_on_return = usize::from(returned.is_some()) + usize::from(matches!(waited, Some(Some(_))));
+        let destroyed_on_return =
+            usize::from(returned.is_some()) + usize::from(matches!(waited, Some(Some(_))));
         assert!(destroyed_on_return <= 1);
     });
 }

@@ -71,8 +71,9 @@ pub(crate) enum Grant<T> {
 
 /// The outcome of [`Core::checkout`].
 pub(crate) enum Checkout<T> {
-    /// An idle resource, now counted in `in_use`.
-    Resource(Entry<T>),
+    /// An idle resource, now counted in `in_use`; the flag says that fewer
+    /// than `min_idle` are idle now, so maintenance should refill.
+    Resource(Entry<T>, bool),
     /// A free slot, now counted in `creating`.
     Slot,
     /// Queued under this key; poll with [`Core::poll_grant`].
@@ -222,7 +223,8 @@ impl<T> Core<T> {
             };
             if let Some(entry) = idle {
                 state.in_use += 1;
-                return Checkout::Resource(entry);
+                let low = state.idle.len() < state.min_idle;
+                return Checkout::Resource(entry, low);
             }
             if state.slots() < state.max_size {
                 state.creating += 1;

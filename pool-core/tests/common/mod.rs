@@ -1,0 +1,369 @@
+//! Shared test support: a fault-injecting fake [`Manager`] and a recording
+//! [`Observer`].
+//!
+//! `Fake` is a cheap handle (an `Arc`): clone it before handing it to the
+//! builder and keep the clone to script outcomes and read counters.
+#![allow(dead_code)] // every test file uses a different part of this
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use pool_core::{
+    DestroyReason, Event, EventKind, Manager, Observer, Pool, ResourceInfo, Status, TimeoutPhase,
+};
+
+/// What one call to `create` or `recycle` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Succeeds at once.
+    Ok,
+    /// Fails at once with this message.
+    Fail(&'static str),
+    /// Succeeds after this long.
+    Slow(Duration),
+    /// Never completes.
+    Never,
+    /// Panics.
+    Panic,
+}
+
+/// Shorthand for `Outcome::Slow(Duration::from_millis(ms))`.
+pub(crate) fn slow(ms: u64) -> Outcome {
+    Outcome::Slow(Duration::from_millis(ms))
+}
+
+/// The fake backend's error: just a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FakeError(pub(crate) String);
+
+impl fmt::Display for FakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FakeError {}
+
+/// A fake connection: an id (0, 1, 2, ... in creation order) and a flag
+/// that `Manager::is_broken` reports.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) id: usize,
+    broken: Arc<AtomicBool>,
+}
+
+impl Conn {
+    /// Makes `is_broken` say yes when it comes back.
+    pub(crate) fn break_it(&self) {
+        self.broken.store(true, Ordering::SeqCst);
+    }
+}
+
+type Then = Box<dyn FnMut(usize) -> Outcome + Send>;
+
+/// Outcomes for successive calls: the queue first, then `then(call number)`.
+struct Script {
+    queue: VecDeque<Outcome>,
+    then: Then,
+    calls: usize,
+}
+
+impl Script {
+    fn new() -> Self {
+        Self { queue: VecDeque::new(), then: Box::new(|_| Outcome::Ok), calls: 0 }
+    }
+
+    fn next(&mut self) -> Outcome {
+        let n = self.calls;
+        self.calls += 1;
+        self.queue.pop_front().unwrap_or_else(|| (self.then)(n))
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    created: usize,
+    destroyed: Vec<(usize, DestroyReason)>,
+}
+
+struct Inner {
+    create: Mutex<Script>,
+    recycle: Mutex<Script>,
+    counters: Mutex<Counters>,
+    next_id: AtomicUsize,
+}
+
+/// The fake manager. Every method is scriptable; see [`Outcome`].
+#[derive(Clone)]
+pub(crate) struct Fake {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn play(outcome: Outcome, what: &str) -> Result<(), FakeError> {
+    match outcome {
+        Outcome::Ok => Ok(()),
+        Outcome::Fail(msg) => Err(FakeError(msg.to_owned())),
+        Outcome::Slow(d) => {
+            tokio::time::sleep(d).await;
+            Ok(())
+        }
+        Outcome::Never => std::future::pending().await,
+        Outcome::Panic => panic!("injected panic in {what}"),
+    }
+}
+
+impl Fake {
+    /// A manager whose creates and recycles all succeed at once.
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                create: Mutex::new(Script::new()),
+                recycle: Mutex::new(Script::new()),
+                counters: Mutex::new(Counters::default()),
+                next_id: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Queues outcomes for the next creates (after those already queued).
+    pub(crate) fn script_create(&self, outcomes: impl IntoIterator<Item = Outcome>) {
+        lock(&self.inner.create).queue.extend(outcomes);
+    }
+
+    /// What creates do once the queue is empty, by call number (0-based).
+    pub(crate) fn create_then(&self, f: impl FnMut(usize) -> Outcome + Send + 'static) {
+        lock(&self.inner.create).then = Box::new(f);
+    }
+
+    /// Every create from now on (queue cleared) has this outcome.
+    pub(crate) fn create_always(&self, outcome: Outcome) {
+        let mut script = lock(&self.inner.create);
+        script.queue.clear();
+        script.then = Box::new(move |_| outcome.clone());
+    }
+
+    /// Queues outcomes for the next recycles.
+    pub(crate) fn script_recycle(&self, outcomes: impl IntoIterator<Item = Outcome>) {
+        lock(&self.inner.recycle).queue.extend(outcomes);
+    }
+
+    /// What recycles do once the queue is empty, by call number (0-based).
+    pub(crate) fn recycle_then(&self, f: impl FnMut(usize) -> Outcome + Send + 'static) {
+        lock(&self.inner.recycle).then = Box::new(f);
+    }
+
+    /// Every recycle from now on (queue cleared) has this outcome.
+    pub(crate) fn recycle_always(&self, outcome: Outcome) {
+        let mut script = lock(&self.inner.recycle);
+        script.queue.clear();
+        script.then = Box::new(move |_| outcome.clone());
+    }
+
+    /// Calls to `create` so far (finished or not).
+    pub(crate) fn create_calls(&self) -> usize {
+        lock(&self.inner.create).calls
+    }
+
+    /// Calls to `recycle` so far (finished or not).
+    pub(crate) fn recycle_calls(&self) -> usize {
+        lock(&self.inner.recycle).calls
+    }
+
+    /// Resources successfully created.
+    pub(crate) fn created(&self) -> usize {
+        lock(&self.inner.counters).created
+    }
+
+    /// Resources destroyed for `reason`.
+    pub(crate) fn destroyed(&self, reason: DestroyReason) -> usize {
+        lock(&self.inner.counters).destroyed.iter().filter(|(_, r)| *r == reason).count()
+    }
+
+    /// Ids of destroyed resources with their reasons, in order.
+    pub(crate) fn destroyed_ids(&self) -> Vec<(usize, DestroyReason)> {
+        lock(&self.inner.counters).destroyed.clone()
+    }
+
+    /// All resources destroyed.
+    pub(crate) fn destroyed_total(&self) -> usize {
+        lock(&self.inner.counters).destroyed.len()
+    }
+
+    /// Created and not (yet) destroyed: those the pool holds, plus any detached.
+    pub(crate) fn live(&self) -> usize {
+        let c = lock(&self.inner.counters);
+        c.created - c.destroyed.len()
+    }
+
+    /// Whether every other handle to this manager (the pool's) was dropped.
+    pub(crate) fn only_handle_left(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
+    }
+}
+
+impl Manager for Fake {
+    type Resource = Conn;
+    type Error = FakeError;
+
+    async fn create(&self) -> Result<Conn, FakeError> {
+        let outcome = lock(&self.inner.create).next();
+        play(outcome, "create").await?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::SeqCst);
+        lock(&self.inner.counters).created += 1;
+        Ok(Conn { id, broken: Arc::new(AtomicBool::new(false)) })
+    }
+
+    async fn recycle(&self, _conn: &mut Conn, _info: &ResourceInfo) -> Result<(), FakeError> {
+        let outcome = lock(&self.inner.recycle).next();
+        play(outcome, "recycle").await
+    }
+
+    fn is_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken.load(Ordering::SeqCst)
+    }
+
+    fn destroy(&self, conn: Conn, reason: DestroyReason) {
+        lock(&self.inner.counters).destroyed.push((conn.id, reason));
+    }
+}
+
+/// An [`EventKind`] as owned data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seen {
+    Started,
+    Created,
+    CreateFailed(String),
+    Acquired(Duration),
+    Released(Duration),
+    TimedOut(TimeoutPhase),
+    Rejected,
+    Destroyed(DestroyReason),
+    LeakSuspected { held: Duration, file: &'static str, line: u32 },
+    Closed,
+    Other(String),
+}
+
+/// An observer that keeps every event (with the status after it).
+#[derive(Default)]
+pub(crate) struct Recorder {
+    events: Mutex<Vec<(Seen, Status)>>,
+}
+
+impl Recorder {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Every event so far, in order.
+    pub(crate) fn seen(&self) -> Vec<Seen> {
+        lock(&self.events).iter().map(|(seen, _)| seen.clone()).collect()
+    }
+
+    /// How many events so far match.
+    pub(crate) fn count(&self, f: impl Fn(&Seen) -> bool) -> usize {
+        lock(&self.events).iter().filter(|(seen, _)| f(seen)).count()
+    }
+}
+
+impl Observer for Recorder {
+    fn on_event(&self, event: &Event<'_>) {
+        let seen = match &event.kind {
+            EventKind::Started => Seen::Started,
+            EventKind::Created { .. } => Seen::Created,
+            EventKind::CreateFailed { error, .. } => Seen::CreateFailed(error.to_string()),
+            EventKind::Acquired { waited } => Seen::Acquired(*waited),
+            EventKind::Released { held } => Seen::Released(*held),
+            EventKind::TimedOut { phase } => Seen::TimedOut(*phase),
+            EventKind::Rejected => Seen::Rejected,
+            EventKind::Destroyed { reason } => Seen::Destroyed(*reason),
+            EventKind::LeakSuspected { held, location } => {
+                Seen::LeakSuspected { held: *held, file: location.file(), line: location.line() }
+            }
+            EventKind::Closed => Seen::Closed,
+            other => Seen::Other(format!("{other:?}")),
+        };
+        lock(&self.events).push((seen, event.status));
+    }
+}
+
+/// `(size, idle, in_use, creating, waiting)`, for compact assertions.
+pub(crate) fn counts<M: Manager>(pool: &Pool<M>) -> (usize, usize, usize, usize, usize) {
+    let s = pool.status();
+    (s.size, s.idle, s.in_use, s.creating, s.waiting)
+}
+
+/// Checks the invariants that hold at every instant, whatever is going on
+/// (`max_bound` is the largest `max_size` the pool ever had, for shrinks).
+pub(crate) fn check_consistent(s: &Status, max_bound: usize) -> Result<(), String> {
+    let rules = [
+        (s.idle + s.in_use == s.size, "idle + in_use == size"),
+        (s.size + s.creating <= max_bound, "size + creating <= the largest max_size"),
+        (s.size + s.creating <= s.max_size || s.idle == 0, "nothing idle above max_size after a shrink"),
+        (s.waiting == 0 || s.idle == 0, "nobody waits while something is idle"),
+        (s.waiting == 0 || s.size + s.creating >= s.max_size, "nobody waits while a slot is free"),
+        (!s.closed || (s.idle == 0 && s.waiting == 0), "a closed pool keeps nothing idle or queued"),
+    ];
+    match rules.iter().find(|(holds, _)| !holds) {
+        Some((_, rule)) => Err(format!("{rule}: {s:?}")),
+        None => Ok(()),
+    }
+}
+
+/// [`check_consistent`], panicking on a violation.
+pub(crate) fn assert_consistent(s: &Status, max_bound: usize) {
+    if let Err(violation) = check_consistent(s, max_bound) {
+        panic!("{violation}");
+    }
+}
+
+/// An observer that checks [`check_consistent`] after every event and keeps
+/// the violations (panicking inside the pool would muddle the failure).
+pub(crate) struct Invariants {
+    max_bound: usize,
+    violations: Mutex<Vec<String>>,
+}
+
+impl Invariants {
+    pub(crate) fn new(max_bound: usize) -> Arc<Self> {
+        Arc::new(Self { max_bound, violations: Mutex::new(Vec::new()) })
+    }
+
+    /// The first few violations seen.
+    pub(crate) fn violations(&self) -> Vec<String> {
+        lock(&self.violations).clone()
+    }
+}
+
+impl Observer for Invariants {
+    fn on_event(&self, event: &Event<'_>) {
+        if let Err(violation) = check_consistent(&event.status, self.max_bound) {
+            let mut violations = lock(&self.violations);
+            if violations.len() < 3 {
+                violations.push(format!("after {:?}: {violation}", event.kind));
+            }
+        }
+    }
+}
+
+/// Polls a future once by hand, with a waker that does nothing.
+pub(crate) fn poll_once<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
+    fut.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Lets every ready task run (on a current-thread runtime) without moving
+/// the paused clock.
+pub(crate) async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
