@@ -60,6 +60,11 @@ enum Checked<T> {
 }
 
 impl<M: Manager> Shared<M> {
+    /// The whole of `get`. The common case (an idle resource whose check
+    /// finishes at once) runs inline; anything that must queue or create
+    /// runs in a boxed future, so a backend's large `create` future (a TLS
+    /// handshake, say) does not bloat every caller's future. The box is
+    /// only paid for by calls that wait or connect anyway.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         wait: bool,
@@ -67,20 +72,38 @@ impl<M: Manager> Shared<M> {
     ) -> Result<Pooled<M>, Error<M::Error>> {
         let mut clock =
             Clock { started: self.timed.then(Instant::now), timeout: self.config.acquire_timeout };
-        let mut ticket = self.core.checkout(wait);
+        let ticket = match self.core.checkout(wait) {
+            Checkout::Resource(entry, below_min_idle) => {
+                if below_min_idle {
+                    self.wake_maintenance.notify_one();
+                }
+                match self.check(entry, &mut clock).await {
+                    Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location)),
+                    Checked::Replaced => Checkout::Slot,
+                    Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
+                    Checked::NoRuntime => return Err(Error::NoRuntime),
+                }
+            }
+            other => other,
+        };
+        Box::pin(self.acquire_slow(ticket, clock, location)).await
+    }
+
+    /// Queueing, creating, and checking what a grant brought.
+    async fn acquire_slow(
+        self: &Arc<Self>,
+        mut ticket: Checkout<M::Resource>,
+        mut clock: Clock,
+        location: &'static Location<'static>,
+    ) -> Result<Pooled<M>, Error<M::Error>> {
         loop {
             ticket = match ticket {
-                Checkout::Resource(entry, below_min_idle) => {
-                    if below_min_idle {
-                        self.wake_maintenance.notify_one();
-                    }
-                    match self.check(entry, &mut clock).await {
-                        Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location)),
-                        Checked::Replaced => Checkout::Slot,
-                        Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
-                        Checked::NoRuntime => return Err(Error::NoRuntime),
-                    }
-                }
+                Checkout::Resource(entry, _) => match self.check(entry, &mut clock).await {
+                    Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location)),
+                    Checked::Replaced => Checkout::Slot,
+                    Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
+                    Checked::NoRuntime => return Err(Error::NoRuntime),
+                },
                 Checkout::Slot => return self.create_for(&mut clock, location).await,
                 Checkout::Wait(key) => match self.wait_turn(key, &mut clock).await {
                     Ok(Grant::Resource(entry)) => Checkout::Resource(entry, false),
@@ -187,17 +210,10 @@ impl<M: Manager> Shared<M> {
         location: &'static Location<'static>,
     ) -> Result<Pooled<M>, Error<M::Error>> {
         let slot = Slot { shared: self, filled: false };
-        if let Some(turn) = self.backoff.reserve(Instant::now()) {
-            let deadline = clock.deadline();
-            if deadline.is_some_and(|d| d <= turn) {
-                if let Some(d) = deadline {
-                    tokio::time::sleep_until(d).await;
-                }
-                drop(slot);
-                return Err(self.timed_out(TimeoutPhase::Create, clock));
-            }
-            tokio::time::sleep_until(turn).await;
-        }
+        let Some(turn) = self.backoff.turn(clock.deadline()).await else {
+            drop(slot);
+            return Err(self.timed_out(TimeoutPhase::Create, clock));
+        };
         let generation = self.core.generation();
         let began = Instant::now();
         let create_timeout = self.config.create_timeout;
@@ -209,6 +225,7 @@ impl<M: Manager> Shared<M> {
             Ran::Done(Ok(resource)) => {
                 let now = Instant::now();
                 self.backoff.succeeded();
+                drop(turn);
                 self.set_last_error(None);
                 let entry = self.new_entry(resource, now, generation);
                 let entry = slot.fill(entry)?;
@@ -219,6 +236,7 @@ impl<M: Manager> Shared<M> {
             Ran::Done(Err(error)) => {
                 let now = Instant::now();
                 self.backoff.failed(now);
+                drop(turn);
                 let error = Arc::new(error);
                 self.set_last_error(Some(Arc::clone(&error)));
                 tracing::warn!(pool = %self.config.name, error = %crate::error::Chain(&*error), "could not open a new connection");
@@ -232,11 +250,15 @@ impl<M: Manager> Shared<M> {
             Ran::TimedOut => {
                 let now = Instant::now();
                 self.backoff.failed(now);
+                drop(turn);
                 drop(slot);
                 self.emit(EventKind::CreateFailed { took: now - began, error: &"timed out" });
                 Err(self.timed_out(TimeoutPhase::Create, clock))
             }
-            Ran::NoRuntime => Err(Error::NoRuntime),
+            Ran::NoRuntime => {
+                drop(turn);
+                Err(Error::NoRuntime)
+            }
         }
     }
 }

@@ -164,16 +164,17 @@ impl<M: Manager> Shared<M> {
     /// Creates one resource for `min_idle`, in the slot `maintain` reserved.
     async fn refill(&self) {
         let mut slot = Slot { shared: self, filled: false };
-        if let Some(turn) = self.backoff.reserve(Instant::now()) {
-            tokio::time::sleep_until(turn).await;
-        }
+        let timeout = self.config.background_create_timeout();
+        // While creates fail, wait for a turn at most as long as one create
+        // may take; the next round tries again.
+        let Some(turn) = self.backoff.turn(Instant::now().checked_add(timeout)).await else { return };
         let generation = self.core.generation();
         let began = Instant::now();
-        let timeout = self.config.background_create_timeout();
         match tokio::time::timeout(timeout, self.manager.create()).await {
             Ok(Ok(resource)) => {
                 let now = Instant::now();
                 self.backoff.succeeded();
+                drop(turn);
                 self.set_last_error(None);
                 slot.filled = true;
                 let entry = self.new_entry(resource, now, generation);
@@ -184,6 +185,7 @@ impl<M: Manager> Shared<M> {
             }
             Ok(Err(error)) => {
                 self.backoff.failed(Instant::now());
+                drop(turn);
                 let error = Arc::new(error);
                 tracing::warn!(pool = %self.config.name, error = %crate::error::Chain(&*error), "could not open an idle connection for min_idle");
                 self.set_last_error(Some(Arc::clone(&error)));
@@ -195,6 +197,7 @@ impl<M: Manager> Shared<M> {
             }
             Err(_) => {
                 self.backoff.failed(Instant::now());
+                drop(turn);
                 tracing::warn!(pool = %self.config.name, ?timeout, "opening an idle connection for min_idle timed out");
                 drop(slot);
                 self.emit(EventKind::CreateFailed { took: began.elapsed(), error: &"timed out" });

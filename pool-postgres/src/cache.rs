@@ -46,7 +46,8 @@ impl StatementCache {
         }
         if self.entries.len() >= self.capacity
             && !self.entries.contains_key(sql)
-            && let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone())
+            && let Some(oldest) =
+                self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone())
         {
             self.entries.remove(&oldest);
         }

@@ -3,8 +3,8 @@
 //! pool knows about its session state.
 
 use std::sync::Mutex;
-use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client};
@@ -44,7 +44,11 @@ impl PgConnection {
             loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                     Some(Ok(AsyncMessage::Notice(notice))) => {
-                        tracing::debug!(severity = notice.severity(), message = notice.message(), "server notice");
+                        tracing::debug!(
+                            severity = notice.severity(),
+                            message = notice.message(),
+                            "server notice"
+                        );
                     }
                     Some(Ok(_)) => {}
                     Some(Err(error)) => {

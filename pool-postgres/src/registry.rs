@@ -69,7 +69,6 @@ impl Registration {
         }
         Self { target }
     }
-
 }
 
 impl Drop for Registration {

@@ -75,7 +75,8 @@ pub fn warnings_during(f: impl FnOnce()) -> Vec<String> {
     struct Message(String);
     impl Visit for Message {
         fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            self.0.push_str(&format!(" {}={value:?}", field.name()));
+            use std::fmt::Write as _;
+            let _ = write!(self.0, " {}={value:?}", field.name());
         }
     }
     impl Subscriber for Warnings {
@@ -97,6 +98,5 @@ pub fn warnings_during(f: impl FnOnce()) -> Vec<String> {
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     tracing::subscriber::with_default(Warnings(Arc::clone(&seen)), f);
-    let seen = seen.lock().unwrap().clone();
-    seen
+    seen.lock().unwrap().clone()
 }
