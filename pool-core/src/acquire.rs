@@ -23,6 +23,7 @@ use crate::guard::Pooled;
 use crate::manager::{DestroyReason, Manager};
 use crate::observer::EventKind;
 use crate::shared::{Shared, wake};
+use crate::status::Status;
 
 /// The caller's clock: when `get` started and when it must give up. Both
 /// are read lazily, so an uncontended `get` with no observer reads no clock.
@@ -70,15 +71,21 @@ impl<M: Manager> Shared<M> {
         wait: bool,
         location: &'static Location<'static>,
     ) -> Result<Pooled<M>, Error<M::Error>> {
-        let mut clock =
-            Clock { started: self.timed.then(Instant::now), timeout: self.config.acquire_timeout };
-        let ticket = match self.core.checkout(wait) {
+        // The clock is read only if this call has to wait or check slowly:
+        // on the fast path, the wait is reported as zero.
+        let mut clock = Clock { started: None, timeout: self.config.acquire_timeout };
+        let mut status = Status::default();
+        let observed = self.observed();
+        let ticket = match self.core.checkout(wait, observed.then_some(&mut status)) {
             Checkout::Resource(entry, below_min_idle) => {
                 if below_min_idle {
                     self.wake_maintenance.notify_one();
                 }
                 match self.check(entry, &mut clock).await {
-                    Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location)),
+                    Checked::Ready(entry) => {
+                        let snapshot = (observed && clock.started.is_none()).then_some(status);
+                        return Ok(self.hand_out(entry, &mut clock, location, snapshot));
+                    }
                     Checked::Replaced => Checkout::Slot,
                     Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
                     Checked::NoRuntime => return Err(Error::NoRuntime),
@@ -86,6 +93,9 @@ impl<M: Manager> Shared<M> {
             }
             other => other,
         };
+        if self.timed {
+            clock.started();
+        }
         Box::pin(self.acquire_slow(ticket, clock, location)).await
     }
 
@@ -99,18 +109,21 @@ impl<M: Manager> Shared<M> {
         loop {
             ticket = match ticket {
                 Checkout::Resource(entry, _) => match self.check(entry, &mut clock).await {
-                    Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location)),
+                    Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location, None)),
                     Checked::Replaced => Checkout::Slot,
                     Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
                     Checked::NoRuntime => return Err(Error::NoRuntime),
                 },
                 Checkout::Slot => return self.create_for(&mut clock, location).await,
-                Checkout::Wait(key) => match self.wait_turn(key, &mut clock).await {
-                    Ok(Grant::Resource(entry)) => Checkout::Resource(entry, false),
-                    Ok(Grant::Slot) => Checkout::Slot,
-                    Ok(Grant::Closed) => return Err(Error::Closed),
-                    Err(error) => return Err(error),
-                },
+                Checkout::Wait(key) => {
+                    self.emit(EventKind::Queued);
+                    match self.wait_turn(key, &mut clock).await {
+                        Ok(Grant::Resource(entry)) => Checkout::Resource(entry, false),
+                        Ok(Grant::Slot) => Checkout::Slot,
+                        Ok(Grant::Closed) => return Err(Error::Closed),
+                        Err(error) => return Err(error),
+                    }
+                }
                 Checkout::Closed => return Err(Error::Closed),
                 Checkout::Overloaded => {
                     self.emit(EventKind::Rejected);
@@ -125,11 +138,14 @@ impl<M: Manager> Shared<M> {
         }
     }
 
+    /// Wraps a ready resource in its guard. `snapshot`: the counts read
+    /// when it was taken, if nothing changed them for this caller since.
     fn hand_out(
         self: &Arc<Self>,
         mut entry: Entry<M::Resource>,
         clock: &mut Clock,
         location: &'static Location<'static>,
+        snapshot: Option<Status>,
     ) -> Pooled<M> {
         entry.info.checkouts += 1;
         let mut acquired_at = None;
@@ -137,7 +153,11 @@ impl<M: Manager> Shared<M> {
         if self.timed {
             let now = Instant::now();
             acquired_at = Some(now);
-            self.emit(EventKind::Acquired { waited: now.saturating_duration_since(clock.started()) });
+            if self.observed() {
+                let waited = clock.started.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+                let status = snapshot.unwrap_or_else(|| self.core.status());
+                self.emit_with(status, EventKind::Acquired { waited });
+            }
             leak = self.leaks.as_ref().map(|leaks| leaks.register(now, location));
         }
         Pooled::new(Arc::clone(self), entry, acquired_at, leak)
@@ -157,7 +177,7 @@ impl<M: Manager> Shared<M> {
 
     /// Waits in the queue for a grant, until the caller's deadline.
     async fn wait_turn(&self, key: usize, clock: &mut Clock) -> Result<Grant<M::Resource>, Error<M::Error>> {
-        let mut place = QueuePlace { shared: self, key: Some(key) };
+        let mut place = QueuePlace { shared: self, key: Some(key), timed_out: false };
         let waiting = poll_fn(|cx| self.core.poll_grant(key, cx));
         match run_until(waiting, || clock.deadline()).await {
             Ran::Done(grant) => {
@@ -165,6 +185,7 @@ impl<M: Manager> Shared<M> {
                 Ok(grant)
             }
             Ran::TimedOut => {
+                place.timed_out = true;
                 drop(place);
                 Err(self.timed_out(TimeoutPhase::Wait, clock))
             }
@@ -231,7 +252,7 @@ impl<M: Manager> Shared<M> {
                 let entry = slot.fill(entry)?;
                 tracing::debug!(pool = %self.config.name, took = ?(now - began), "opened a new connection");
                 self.emit(EventKind::Created { took: now - began });
-                Ok(self.hand_out(entry, clock, location))
+                Ok(self.hand_out(entry, clock, location, None))
             }
             Ran::Done(Err(error)) => {
                 let now = Instant::now();
@@ -268,6 +289,8 @@ impl<M: Manager> Shared<M> {
 struct QueuePlace<'a, M: Manager> {
     shared: &'a Shared<M>,
     key: Option<usize>,
+    /// Giving up because time ran out (reported as `TimedOut`, not `Cancelled`).
+    timed_out: bool,
 }
 
 impl<M: Manager> Drop for QueuePlace<'_, M> {
@@ -277,6 +300,9 @@ impl<M: Manager> Drop for QueuePlace<'_, M> {
             self.shared.settle(returned);
             // A slot granted to it may have been the last one a closed pool had.
             self.shared.notify_if_drained();
+            if !self.timed_out {
+                self.shared.emit(EventKind::Cancelled);
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -11,6 +12,7 @@ use crate::info::ResourceInfo;
 use crate::manager::{DestroyReason, Manager};
 use crate::observer::EventKind;
 use crate::shared::{Shared, wake};
+use crate::status::Status;
 
 /// A resource borrowed from a [`Pool`](crate::Pool). Derefs to the
 /// resource; dropping it gives the resource back.
@@ -52,9 +54,10 @@ impl<M: Manager> Pooled<M> {
     /// counts, checks or closes it.
     pub fn detach(mut this: Self) -> M::Resource {
         let entry = this.entry.take().expect("a Pooled holds its entry until it is consumed");
-        this.finish();
+        let held = this.finish(None);
         wake(this.shared.core.remove_in_use());
         this.shared.notify_if_drained();
+        this.released(held, None);
         entry.resource
     }
 
@@ -63,18 +66,18 @@ impl<M: Manager> Pooled<M> {
     /// longer usable.
     pub fn discard(mut this: Self) {
         let entry = this.entry.take().expect("a Pooled holds its entry until it is consumed");
-        this.finish();
+        let held = this.finish(None);
         wake(this.shared.core.remove_in_use());
         this.shared.destroy(entry, DestroyReason::Broken);
+        this.released(held, None);
     }
 
-    /// Leak and timing book-keeping when the holder is done.
-    fn finish(&mut self) -> Option<Instant> {
-        let now = self.acquired_at.map(|acquired_at| {
-            let now = Instant::now();
-            self.shared.emit(EventKind::Released { held: now.saturating_duration_since(acquired_at) });
-            now
-        });
+    /// Leak book-keeping when the holder is done; returns how long it held
+    /// the resource, if the pool keeps time (observers, leak detection).
+    fn finish(&mut self, now: Option<Instant>) -> Option<Duration> {
+        let held = self
+            .acquired_at
+            .map(|acquired_at| now.unwrap_or_else(Instant::now).saturating_duration_since(acquired_at));
         if let (Some(key), Some(leaks)) = (self.leak.take(), self.shared.leaks.as_ref())
             && let Some(location) = leaks.unregister(key)
         {
@@ -84,14 +87,25 @@ impl<M: Manager> Pooled<M> {
                 "a connection reported as a possible leak was returned"
             );
         }
-        now
+        held
+    }
+
+    /// Tells observers the resource is back (or gone), with the counts after it.
+    fn released(&self, held: Option<Duration>, status: Option<Status>) {
+        if let Some(held) = held
+            && self.shared.observed()
+        {
+            let status = status.unwrap_or_else(|| self.shared.core.status());
+            self.shared.emit_with(status, EventKind::Released { held });
+        }
     }
 }
 
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
         let Some(mut entry) = self.entry.take() else { return };
-        let now = self.finish().unwrap_or_else(Instant::now);
+        let now = Instant::now();
+        let held = self.finish(Some(now));
         let shared = &*self.shared;
         let broken = std::thread::panicking()
             || match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -115,12 +129,16 @@ impl<M: Manager> Drop for Pooled<M> {
         if let Some(reason) = reason {
             wake(shared.core.remove_in_use());
             shared.destroy(entry, reason);
+            self.released(held, None);
             return;
         }
         entry.info.returned_at = now;
         entry.info.alive_at = now;
-        let returned = shared.core.put_back(entry);
+        let mut status = Status::default();
+        let observed = held.is_some() && shared.observed();
+        let returned = shared.core.put_back(entry, observed.then_some(&mut status));
         shared.settle(returned);
+        self.released(held, observed.then_some(status));
     }
 }
 

@@ -146,7 +146,7 @@ impl<M: Manager> Shared<M> {
             Ok(Ok(())) => {
                 let mut entry = held.entry.take().expect("held until now");
                 entry.info.alive_at = Instant::now();
-                let returned = self.core.put_back(entry);
+                let returned = self.core.put_back(entry, None);
                 self.settle(returned);
             }
             Ok(Err(error)) => {

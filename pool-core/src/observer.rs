@@ -53,7 +53,8 @@ pub enum EventKind<'a> {
         /// Time from the call to `get` until it returned the resource.
         waited: Duration,
     },
-    /// A resource came back after being held for `held`.
+    /// A resource came back after being held for `held` (sent after the
+    /// pool booked it back, so `status` no longer counts it as in use).
     Released {
         /// Time from the end of `get` until the guard was dropped.
         held: Duration,
@@ -63,6 +64,10 @@ pub enum EventKind<'a> {
         /// The step that was running.
         phase: TimeoutPhase,
     },
+    /// A `get` found nothing free and joined the queue (`status.waiting` counts it).
+    Queued,
+    /// A queued `get` was dropped (cancelled) before it was served.
+    Cancelled,
     /// A `get` was refused because `max_waiters` tasks were already waiting.
     Rejected,
     /// A resource was destroyed.
@@ -94,6 +99,8 @@ impl std::fmt::Debug for EventKind<'_> {
             Self::Acquired { waited } => f.debug_struct("Acquired").field("waited", waited).finish(),
             Self::Released { held } => f.debug_struct("Released").field("held", held).finish(),
             Self::TimedOut { phase } => f.debug_struct("TimedOut").field("phase", phase).finish(),
+            Self::Queued => f.write_str("Queued"),
+            Self::Cancelled => f.write_str("Cancelled"),
             Self::Rejected => f.write_str("Rejected"),
             Self::Destroyed { reason } => f.debug_struct("Destroyed").field("reason", reason).finish(),
             Self::LeakSuspected { held, location } => {

@@ -211,7 +211,7 @@ impl<M: Manager> Pool<M> {
             let kept = keep(&judging.resource, &judging.info);
             let entry = pending.judging.take().expect("inserted above");
             if kept {
-                self.shared.settle(self.shared.core.put_back(entry));
+                self.shared.settle(self.shared.core.put_back(entry, None));
             } else {
                 wake(self.shared.core.remove_in_use());
                 self.shared.destroy(entry, DestroyReason::Evicted);
@@ -241,7 +241,7 @@ struct Retaining<'a, M: Manager> {
 impl<M: Manager> Drop for Retaining<'_, M> {
     fn drop(&mut self) {
         for entry in self.judging.take().into_iter().chain(self.entries.by_ref()) {
-            let returned = self.shared.core.put_back(entry);
+            let returned = self.shared.core.put_back(entry, None);
             self.shared.settle(returned);
         }
     }

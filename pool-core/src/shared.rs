@@ -16,6 +16,7 @@ use crate::jitter::Jitter;
 use crate::leak::LeakRegistry;
 use crate::manager::{DestroyReason, Manager};
 use crate::observer::{Event, EventKind, Observer};
+use crate::status::Status;
 
 pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: M,
@@ -63,10 +64,20 @@ impl<M: Manager> Shared<M> {
         if self.observers.is_empty() {
             return;
         }
-        let event = Event { pool: &self.config.name, status: self.core.status(), kind };
+        self.emit_with(self.core.status(), kind);
+    }
+
+    /// Sends an event with counts already read (in the critical section of
+    /// the operation that caused it).
+    pub(crate) fn emit_with(&self, status: Status, kind: EventKind<'_>) {
+        let event = Event { pool: &self.config.name, status, kind };
         for observer in &*self.observers {
             observer.on_event(&event);
         }
+    }
+
+    pub(crate) fn observed(&self) -> bool {
+        !self.observers.is_empty()
     }
 
     pub(crate) fn last_error(&self) -> Option<Arc<M::Error>> {

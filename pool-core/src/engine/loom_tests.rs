@@ -38,7 +38,7 @@ fn settle(returned: Returned<u32>) -> Option<u32> {
 /// Takes a resource the way `get` does: an idle one, or a slot to fill with
 /// a new one, or a place in the queue to wait for either.
 fn take(core: &Core<u32>, new_id: u32) -> Option<Entry<u32>> {
-    let grant = match core.checkout(true) {
+    let grant = match core.checkout(true, None) {
         Checkout::Resource(entry, _) => return Some(entry),
         Checkout::Slot => Grant::Slot,
         Checkout::Wait(key) => loom::future::block_on(poll_fn(|cx| core.poll_grant(key, cx))),
@@ -71,7 +71,7 @@ fn loom_two_tasks_share_one_slot_without_loss() {
                 thread::spawn(move || {
                     let entry = take(&core, i).expect("the pool is open");
                     assert!(core.status().size <= 1);
-                    assert_eq!(settle(core.put_back(entry)), None);
+                    assert_eq!(settle(core.put_back(entry, None)), None);
                 })
             })
             .collect();
@@ -88,10 +88,10 @@ fn loom_cancelled_waiter_passes_its_grant_on() {
     loom::model(|| {
         let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
         let held = take(&core, 0).expect("open");
-        let Checkout::Wait(key) = core.checkout(true) else { panic!("the only slot is taken") };
+        let Checkout::Wait(key) = core.checkout(true, None) else { panic!("the only slot is taken") };
         let returner = {
             let core = Arc::clone(&core);
-            thread::spawn(move || settle(core.put_back(held)))
+            thread::spawn(move || settle(core.put_back(held, None)))
         };
         // The waiter gives up while the resource may be coming back to it.
         let canceller = {
@@ -122,7 +122,7 @@ fn loom_freed_slot_reaches_a_waiter_or_stays_free() {
             let core = Arc::clone(&core);
             thread::spawn(move || {
                 let entry = take(&core, 1).expect("open");
-                settle(core.put_back(entry))
+                settle(core.put_back(entry, None))
             })
         };
         destroyer.join().unwrap();
@@ -138,13 +138,13 @@ fn loom_close_wakes_every_waiter_and_loses_nothing() {
         let held = take(&core, 0).expect("open");
         let waiter = {
             let core = Arc::clone(&core);
-            thread::spawn(move || take(&core, 1).map(|entry| settle(core.put_back(entry))))
+            thread::spawn(move || take(&core, 1).map(|entry| settle(core.put_back(entry, None))))
         };
         let closer = {
             let core = Arc::clone(&core);
             thread::spawn(move || core.close().map(|removed| removed.wake.into_iter().for_each(|w| w.wake())))
         };
-        let returned = settle(core.put_back(held));
+        let returned = settle(core.put_back(held, None));
         closer.join().unwrap();
         let waited = waiter.join().unwrap();
         let status = core.status();

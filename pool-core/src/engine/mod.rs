@@ -210,9 +210,18 @@ impl<T> Core<T> {
     }
 
     /// Takes an idle resource or a free slot, or queues the caller (when
-    /// `wait`), in first-come-first-served order.
-    pub(crate) fn checkout(&self, wait: bool) -> Checkout<T> {
+    /// `wait`), in first-come-first-served order. With `snapshot`, also
+    /// reads the counts right after, in the same critical section.
+    pub(crate) fn checkout(&self, wait: bool, snapshot: Option<&mut Status>) -> Checkout<T> {
         let mut state = self.state.lock();
+        let out = self.checkout_locked(&mut state, wait);
+        if let Some(snapshot) = snapshot {
+            *snapshot = state.status();
+        }
+        out
+    }
+
+    fn checkout_locked(&self, state: &mut State<T>, wait: bool) -> Checkout<T> {
         if state.closed {
             return Checkout::Closed;
         }
@@ -273,9 +282,15 @@ impl<T> Core<T> {
         }
     }
 
-    /// A checked-out resource comes back healthy.
-    pub(crate) fn put_back(&self, entry: Entry<T>) -> Returned<T> {
-        self.state.lock().put_back(entry)
+    /// A checked-out resource comes back healthy. With `snapshot`, also
+    /// reads the counts right after, in the same critical section.
+    pub(crate) fn put_back(&self, entry: Entry<T>, snapshot: Option<&mut Status>) -> Returned<T> {
+        let mut state = self.state.lock();
+        let out = state.put_back(entry);
+        if let Some(snapshot) = snapshot {
+            *snapshot = state.status();
+        }
+        out
     }
 
     /// A checked-out resource is gone for good (destroyed or detached).
