@@ -61,11 +61,10 @@ enum Checked<T> {
 }
 
 impl<M: Manager> Shared<M> {
-    /// The whole of `get`. The common case (an idle resource whose check
-    /// finishes at once) runs inline; anything that must queue or create
-    /// runs in a boxed future, so a backend's large `create` future (a TLS
-    /// handshake, say) does not bloat every caller's future. The box is
-    /// only paid for by calls that wait or connect anyway.
+    /// The whole of `get`: first the common case (an idle resource whose
+    /// check finishes at once), then, if that did not do, the slow path.
+    /// Only `create` is boxed (see `create_for`), so waiting in the queue
+    /// allocates nothing.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         wait: bool,
@@ -96,7 +95,7 @@ impl<M: Manager> Shared<M> {
         if self.timed {
             clock.started();
         }
-        Box::pin(self.acquire_slow(ticket, clock, location)).await
+        self.acquire_slow(ticket, clock, location).await
     }
 
     /// Queueing, creating, and checking what a grant brought.
@@ -238,7 +237,9 @@ impl<M: Manager> Shared<M> {
         let generation = self.core.generation();
         let began = Instant::now();
         let create_timeout = self.config.create_timeout;
-        let ran = run_until(self.manager.create(), || {
+        // Boxed: a backend's create future can be large (tokio-postgres with
+        // TLS: ~18 KB), and inline it would bloat every caller's future.
+        let ran = run_until(Box::pin(self.manager.create()), || {
             earliest(clock.deadline(), create_timeout.and_then(|t| began.checked_add(t)))
         })
         .await;

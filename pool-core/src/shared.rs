@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::engine::{Core, Entry, Removed, Returned};
+use crate::engine::{Core, Entry, EntryData, Removed, Returned};
 use crate::jitter::Jitter;
 use crate::leak::LeakRegistry;
 use crate::manager::{DestroyReason, Manager};
@@ -89,6 +89,7 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Hands a resource that left the pool's books to the manager.
+    #[allow(clippy::boxed_local, reason = "entries live boxed from creation on; see engine::Entry")]
     pub(crate) fn destroy(&self, entry: Entry<M::Resource>, reason: DestroyReason) {
         tracing::debug!(pool = %self.config.name, %reason, "closing a connection");
         self.manager.destroy(entry.resource, reason);
@@ -126,6 +127,10 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Book-keeping for a freshly created resource.
+    #[allow(
+        clippy::unnecessary_box_returns,
+        reason = "entries live boxed from creation on; see engine::Entry"
+    )]
     pub(crate) fn new_entry(
         &self,
         resource: M::Resource,
@@ -133,7 +138,10 @@ impl<M: Manager> Shared<M> {
         generation: u64,
     ) -> Entry<M::Resource> {
         let expires_at = self.jitter.expiry(created, self.config.max_lifetime);
-        Entry { resource, info: crate::info::ResourceInfo::new(created, expires_at, generation) }
+        Box::new(EntryData {
+            resource,
+            info: crate::info::ResourceInfo::new(created, expires_at, generation),
+        })
     }
 }
 

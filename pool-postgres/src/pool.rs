@@ -235,12 +235,6 @@ impl PgPoolBuilder {
         for (name, value) in &split.pool {
             settings.set(name, value)?;
         }
-        if let Some((_, value)) = split.passed.iter().find(|(k, _)| k == "connect_timeout") {
-            settings.create_timeout =
-                settings.create_timeout.or(crate::settings::parse_duration("connect_timeout", value)
-                    .ok()
-                    .filter(|d| !d.is_zero()));
-        }
         let tls = tls_for(split.sslmode.as_deref(), split.sslrootcert.as_deref())?;
         Ok(Self { config, settings, observers: Vec::new(), tls })
     }

@@ -12,6 +12,7 @@ use crate::error::ConfigError;
 pub(crate) const POOL_PARAMS: &[&str] = &[
     "connection_limit",
     "pool_timeout",
+    "connect_timeout",
     "socket_timeout",
     "min_idle",
     "idle_timeout",
@@ -39,7 +40,6 @@ const PASSED_THROUGH: &[&str] = &[
     "host",
     "hostaddr",
     "port",
-    "connect_timeout",
     "tcp_user_timeout",
     "keepalives",
     "keepalives_idle",

