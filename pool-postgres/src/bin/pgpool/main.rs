@@ -316,8 +316,7 @@ async fn watch(db: &Db, json: bool, every: Duration) -> Result<(), Failure> {
                 duration::show(every)
             );
         }
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = &mut stop => return Ok(()),
@@ -429,8 +428,7 @@ async fn cleanup(db: &Db, json: bool, filter: &IdleFilter) -> Result<(), Failure
         db.client
             .query_one("SELECT current_database()::text", &[])
             .await
-            .map(|row| row.get::<_, String>(0))
-            .unwrap_or_else(|_| "(current)".to_owned()),
+            .map_or_else(|_| "(current)".to_owned(), |row| row.get::<_, String>(0)),
         filter
             .application_name
             .as_ref()
