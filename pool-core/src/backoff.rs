@@ -38,7 +38,10 @@ fn delay(failures: u32) -> Duration {
 /// until this create's outcome is recorded.
 pub(crate) enum Turn<'a> {
     Free,
-    Probe(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>),
+    Probe(
+        #[allow(dead_code, reason = "held only for its Drop, which lets the next creator in")]
+        tokio::sync::MutexGuard<'a, ()>,
+    ),
 }
 
 impl Backoff {

@@ -1,6 +1,7 @@
 //! Shared by the pool-postgres integration tests: throwaway servers, pools
 //! over them, and a raw monitoring connection.
 
+// Each test file uses a different part of this module.
 #![allow(dead_code, unreachable_pub)]
 
 use pool_postgres::PgPool;
