@@ -1,0 +1,313 @@
+//! The strategies: how each one gets a connection and runs one operation of
+//! a workload on it.
+//!
+//! Every Rust strategy runs the same operation code (the workload's SQL,
+//! a random key, the row read back), so the only difference between them is
+//! where the connection comes from and whether the statement is prepared
+//! per call or cached.
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::{NoTls, Statement};
+
+use crate::measurement::OpError;
+use crate::workloads::Workload;
+
+/// A way of getting connections, compared in the same run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Strategy {
+    /// A new tokio-postgres connection per operation.
+    Naive,
+    /// A new `PgPool` built (and dropped) per operation: the broken pattern.
+    NaivePool,
+    /// deadpool-postgres with SQL text (`client.query_one(sql, ..)`).
+    Deadpool,
+    /// deadpool-postgres with `prepare_cached`.
+    DeadpoolCached,
+    /// bb8-postgres with SQL text.
+    Bb8,
+    /// pool-postgres with SQL text (its statement cache serves it).
+    Pool,
+    /// pool-postgres with a statement prepared once per connection
+    /// (`prepare_cached`, then `query_one(&stmt)`).
+    PoolPrepared,
+    /// pgbench with persistent connections (`-M prepared`).
+    Pgbench,
+    /// pgbench with a new connection per transaction (`-C -M prepared`).
+    PgbenchC,
+}
+
+impl Strategy {
+    /// Every strategy, in table order.
+    pub(crate) const ALL: [Strategy; 9] = [
+        Strategy::Naive,
+        Strategy::NaivePool,
+        Strategy::Deadpool,
+        Strategy::DeadpoolCached,
+        Strategy::Bb8,
+        Strategy::Pool,
+        Strategy::PoolPrepared,
+        Strategy::Pgbench,
+        Strategy::PgbenchC,
+    ];
+
+    /// The name used on the command line and in the output.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Naive => "naive",
+            Self::NaivePool => "naive_pool",
+            Self::Deadpool => "deadpool",
+            Self::DeadpoolCached => "deadpool_cached",
+            Self::Bb8 => "bb8",
+            Self::Pool => "pool",
+            Self::PoolPrepared => "pool_prepared",
+            Self::Pgbench => "pgbench",
+            Self::PgbenchC => "pgbench_c",
+        }
+    }
+
+    /// Parses a name from [`Strategy::name`].
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether this is one of the pgbench reference runs.
+    pub(crate) fn is_pgbench(self) -> bool {
+        matches!(self, Self::Pgbench | Self::PgbenchC)
+    }
+}
+
+type Bb8Pool = bb8::Pool<bb8_postgres::PostgresConnectionManager<NoTls>>;
+
+/// A strategy set up for a cell, shared by all its tasks.
+pub(crate) enum Runner {
+    Naive { config: tokio_postgres::Config },
+    NaivePool { config: tokio_postgres::Config, pool_size: usize },
+    Deadpool { pool: deadpool_postgres::Pool, cached: bool },
+    Bb8 { pool: Bb8Pool },
+    Pool { pool: pool_postgres::PgPool, prepared: bool },
+}
+
+impl Runner {
+    /// Sets up `strategy` against the server `config` points at. Pools are
+    /// built empty: they connect during the warm-up.
+    pub(crate) async fn new(
+        strategy: Strategy,
+        config: &tokio_postgres::Config,
+        pool_size: usize,
+    ) -> Result<Self, String> {
+        Ok(match strategy {
+            Strategy::Naive => Self::Naive { config: config.clone() },
+            Strategy::NaivePool => Self::NaivePool { config: config.clone(), pool_size },
+            Strategy::Deadpool | Strategy::DeadpoolCached => {
+                // As deadpool-postgres's README: a Manager with
+                // RecyclingMethod::Fast (its default) on the Tokio runtime,
+                // default pool settings apart from max_size.
+                let manager = deadpool_postgres::Manager::from_config(
+                    config.clone(),
+                    NoTls,
+                    deadpool_postgres::ManagerConfig {
+                        recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+                    },
+                );
+                let pool = deadpool_postgres::Pool::builder(manager)
+                    .max_size(pool_size)
+                    .runtime(deadpool_postgres::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| format!("deadpool: {e}"))?;
+                Self::Deadpool { pool, cached: strategy == Strategy::DeadpoolCached }
+            }
+            Strategy::Bb8 => {
+                // bb8's defaults apart from max_size (including
+                // test_on_check_out, which runs an empty query per get).
+                let manager = bb8_postgres::PostgresConnectionManager::new(config.clone(), NoTls);
+                let pool = bb8::Pool::builder()
+                    .max_size(pool_size as u32)
+                    .build(manager)
+                    .await
+                    .map_err(|e| format!("bb8: {e}"))?;
+                Self::Bb8 { pool }
+            }
+            Strategy::Pool | Strategy::PoolPrepared => {
+                let pool = pool_postgres::PgPool::builder(config.clone())
+                    .max_size(pool_size)
+                    .build()
+                    .map_err(|e| format!("pool-postgres: {e}"))?;
+                Self::Pool { pool, prepared: strategy == Strategy::PoolPrepared }
+            }
+            Strategy::Pgbench | Strategy::PgbenchC => {
+                return Err(format!("{} runs as its own process", strategy.name()));
+            }
+        })
+    }
+
+    /// Runs one operation of `workload` with `key`.
+    pub(crate) async fn op(&self, workload: Workload, key: i32) -> Result<(), OpError> {
+        match self {
+            Self::Naive { config } => {
+                let (mut client, connection) = config.connect(NoTls).await.map_err(|e| OpError::of(&e))?;
+                let driver = tokio::spawn(connection);
+                let out = raw_text(&mut client, workload, key).await;
+                // Close the session and wait for the socket to go, as a
+                // program that connects per call does when the client drops.
+                drop(client);
+                let _ = driver.await;
+                out
+            }
+            Self::NaivePool { config, pool_size } => {
+                let pool = pool_postgres::PgPool::builder(config.clone())
+                    .max_size(*pool_size)
+                    .build()
+                    .map_err(|e| OpError::new("config", e.to_string()))?;
+                let mut client = pool.get().await.map_err(|e| pool_error(&e))?;
+                let out = pool_text(&mut client, workload, key).await;
+                drop(client);
+                drop(pool);
+                out
+            }
+            Self::Deadpool { pool, cached } => {
+                let mut client = pool.get().await.map_err(|e| deadpool_error(&e))?;
+                if *cached {
+                    let statement =
+                        client.prepare_cached(workload.sql()).await.map_err(|e| OpError::of(&e))?;
+                    raw_prepared(&mut client, &statement, workload, key).await
+                } else {
+                    raw_text(&mut client, workload, key).await
+                }
+            }
+            Self::Bb8 { pool } => {
+                let mut client = pool.get().await.map_err(|e| match e {
+                    bb8::RunError::User(e) => OpError::of(&e),
+                    bb8::RunError::TimedOut => {
+                        OpError::new("timeout", "bb8: timed out waiting for a connection")
+                    }
+                })?;
+                raw_text(&mut client, workload, key).await
+            }
+            Self::Pool { pool, prepared } => {
+                let mut client = pool.get().await.map_err(|e| pool_error(&e))?;
+                if *prepared {
+                    let statement =
+                        client.prepare_cached(workload.sql()).await.map_err(|e| OpError::of(&e))?;
+                    pool_prepared(&mut client, &statement, workload, key).await
+                } else {
+                    pool_text(&mut client, workload, key).await
+                }
+            }
+        }
+    }
+}
+
+fn pool_error(error: &pool_postgres::PoolError) -> OpError {
+    if error.is_timeout() {
+        OpError::new("timeout", crate::measurement::chain_text(error))
+    } else {
+        OpError::of(error)
+    }
+}
+
+fn deadpool_error(error: &deadpool_postgres::PoolError) -> OpError {
+    match error {
+        deadpool_postgres::PoolError::Timeout(_) => OpError::new("timeout", error.to_string()),
+        _ => OpError::of(error),
+    }
+}
+
+fn db(e: &tokio_postgres::Error) -> OpError {
+    OpError::of(e)
+}
+
+fn one_row_changed(n: u64) -> Result<(), OpError> {
+    if n == 1 { Ok(()) } else { Err(OpError::new("other", format!("UPDATE changed {n} rows, expected 1"))) }
+}
+
+fn check_row(workload: Workload, row: &tokio_postgres::Row, key: i32) -> Result<(), OpError> {
+    match workload {
+        Workload::Select1 if row.get::<_, i32>(0) == 1 => Ok(()),
+        Workload::PointRead if row.get::<_, i64>(0) >= i64::from(key) => Ok(()),
+        _ => Err(OpError::new("other", format!("unexpected row for {}", workload.name()))),
+    }
+}
+
+/// One operation on a plain tokio-postgres client with SQL text: each
+/// statement is prepared (one round trip) and then executed (another).
+async fn raw_text(client: &mut tokio_postgres::Client, workload: Workload, key: i32) -> Result<(), OpError> {
+    let sql = workload.sql();
+    match workload {
+        Workload::Select1 => check_row(workload, &client.query_one(sql, &[]).await.map_err(|e| db(&e))?, key),
+        Workload::PointRead => {
+            check_row(workload, &client.query_one(sql, &[&key]).await.map_err(|e| db(&e))?, key)
+        }
+        Workload::ShortTx => {
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let n = tx.execute(sql, &[&key]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            one_row_changed(n)
+        }
+    }
+}
+
+/// One operation on a plain tokio-postgres client with a prepared statement.
+async fn raw_prepared(
+    client: &mut tokio_postgres::Client,
+    statement: &Statement,
+    workload: Workload,
+    key: i32,
+) -> Result<(), OpError> {
+    match workload {
+        Workload::Select1 => {
+            check_row(workload, &client.query_one(statement, &[]).await.map_err(|e| db(&e))?, key)
+        }
+        Workload::PointRead => {
+            check_row(workload, &client.query_one(statement, &[&key]).await.map_err(|e| db(&e))?, key)
+        }
+        Workload::ShortTx => {
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let n = tx.execute(statement, &[&key]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            one_row_changed(n)
+        }
+    }
+}
+
+/// One operation through pool-postgres's client guard with SQL text. Inside
+/// `transaction()` the statement goes through tokio-postgres's
+/// `Transaction`, which has no statement cache, as user code would write it.
+async fn pool_text(client: &mut pool_postgres::Client, workload: Workload, key: i32) -> Result<(), OpError> {
+    let sql = workload.sql();
+    match workload {
+        Workload::Select1 => check_row(workload, &client.query_one(sql, &[]).await.map_err(|e| db(&e))?, key),
+        Workload::PointRead => {
+            check_row(workload, &client.query_one(sql, &[&key]).await.map_err(|e| db(&e))?, key)
+        }
+        Workload::ShortTx => {
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let n = tx.execute(sql, &[&key]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            one_row_changed(n)
+        }
+    }
+}
+
+/// One operation through pool-postgres's client guard with a prepared statement.
+async fn pool_prepared(
+    client: &mut pool_postgres::Client,
+    statement: &Statement,
+    workload: Workload,
+    key: i32,
+) -> Result<(), OpError> {
+    match workload {
+        Workload::Select1 => {
+            check_row(workload, &client.query_one(statement, &[]).await.map_err(|e| db(&e))?, key)
+        }
+        Workload::PointRead => {
+            check_row(workload, &client.query_one(statement, &[&key]).await.map_err(|e| db(&e))?, key)
+        }
+        Workload::ShortTx => {
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let n = tx.execute(statement, &[&key]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            one_row_changed(n)
+        }
+    }
+}
