@@ -2,16 +2,18 @@
 
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use pool_core::{Pooled, ResourceInfo};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Error, Row, SimpleQueryMessage, Statement, Transaction};
+use tokio_postgres::{Error, Row, SimpleQueryMessage, Statement};
 
 use crate::cache::CacheStats;
 use crate::connection::PgConnection;
 use crate::hygiene;
 use crate::manager::PgManager;
+use crate::transaction::Transaction;
 
 /// Query text or a prepared statement: what [`Client`]'s query methods take.
 pub trait Query: sealed::Sealed + Sync {
@@ -77,33 +79,10 @@ impl Client {
         &self.inner
     }
 
-    /// Runs `fut` under the pool's `socket_timeout`, if one is set. A query
-    /// that times out leaves the connection in an unknown state, so it is
-    /// destroyed when it comes back.
+    /// Runs `fut` under the pool's `socket_timeout`; see [`bounded`].
     async fn bounded<T>(&self, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        let out = self.bounded_inner(fut).await;
-        if let Err(error) = &out
-            && ends_session(error)
-        {
-            // The server ended the session (or the socket died): the driver
-            // task may not have noticed yet, so say it here.
-            self.conn().mark_broken();
-        }
-        out
-    }
-
-    async fn bounded_inner<T>(&self, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        match self.conn().socket_timeout {
-            None => fut.await,
-            Some(limit) => {
-                if let Ok(out) = tokio::time::timeout(limit, fut).await {
-                    out
-                } else {
-                    self.conn().mark_broken();
-                    Err(Error::__private_api_timeout())
-                }
-            }
-        }
+        let conn = self.conn();
+        bounded(&conn.broken, conn.socket_timeout, fut).await
     }
 
     /// The prepared statement for `query`: itself, or from the cache.
@@ -313,23 +292,11 @@ impl Client {
     pub async fn transaction(&mut self) -> Result<Transaction<'_>, Error> {
         let conn: &mut PgConnection = &mut self.inner;
         conn.mark_dirty();
-        let PgConnection { client, dirty, broken, socket_timeout, .. } = conn;
-        let begun = match *socket_timeout {
-            None => client.transaction().await,
-            Some(limit) => {
-                if let Ok(out) = tokio::time::timeout(limit, client.transaction()).await {
-                    out
-                } else {
-                    broken.store(true, Ordering::Relaxed);
-                    Err(Error::__private_api_timeout())
-                }
-            }
-        };
-        if begun.is_ok() {
-            // Committed or dropped, a Transaction ends its block itself.
-            dirty.store(false, Ordering::Relaxed);
-        }
-        begun
+        let PgConnection { client, cache, dirty, broken, socket_timeout, .. } = conn;
+        let begun = bounded(broken, *socket_timeout, client.transaction()).await?;
+        // Committed or dropped, a Transaction ends its block itself.
+        dirty.store(false, Ordering::Relaxed);
+        Ok(Transaction::new(begun, cache, broken, *socket_timeout))
     }
 
     /// The statement cache's size and hit counts for this connection.
@@ -348,6 +315,34 @@ impl Client {
     }
 }
 
+/// Runs `fut` under `socket_timeout`, if one is set, and marks the
+/// connection broken (destroyed when it comes back) when the query timed
+/// out or the server ended the session: its state is then unknown, and the
+/// driver task may not have noticed a closed socket yet.
+pub(crate) async fn bounded<T>(
+    broken: &AtomicBool,
+    socket_timeout: Option<Duration>,
+    fut: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let out = match socket_timeout {
+        None => fut.await,
+        Some(limit) => {
+            if let Ok(out) = tokio::time::timeout(limit, fut).await {
+                out
+            } else {
+                broken.store(true, Ordering::Relaxed);
+                return Err(Error::__private_api_timeout());
+            }
+        }
+    };
+    if let Err(error) = &out
+        && ends_session(error)
+    {
+        broken.store(true, Ordering::Relaxed);
+    }
+    out
+}
+
 /// Whether `error` means the session is over: the socket closed, or a
 /// FATAL/PANIC from the server (terminated, shut down, crashed).
 fn ends_session(error: &Error) -> bool {
@@ -356,7 +351,7 @@ fn ends_session(error: &Error) -> bool {
 
 /// "cached plan must not change result type" and the like: a prepared
 /// statement no longer matches the schema.
-fn is_stale_plan(error: &Error) -> bool {
+pub(crate) fn is_stale_plan(error: &Error) -> bool {
     error.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
         && error.as_db_error().is_some_and(|db| db.message().contains("cached plan"))
 }

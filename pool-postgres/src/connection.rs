@@ -78,10 +78,6 @@ impl PgConnection {
         self.dirty.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn mark_broken(&self) {
-        self.broken.store(true, Ordering::Relaxed);
-    }
-
     pub(crate) fn is_marked_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
     }

@@ -14,6 +14,7 @@ mod settings;
 mod shared;
 #[cfg(feature = "tls")]
 mod tls;
+mod transaction;
 mod url;
 
 #[cfg(feature = "test-server")]
@@ -33,6 +34,7 @@ pub use recycling::Recycling;
 pub use settings::PoolSettings;
 pub use shared::shared_pool;
 pub use tokio_postgres;
+pub use transaction::Transaction;
 
 /// The workspace README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

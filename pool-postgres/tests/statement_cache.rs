@@ -87,3 +87,26 @@ async fn a_prepared_statement_runs_as_is() {
     assert_eq!(row.get::<_, String>(0), "hi");
     assert_eq!(client.statement_cache_stats().len, 0, "explicitly prepared statements are not cached");
 }
+
+#[tokio::test]
+async fn sql_text_inside_transactions_uses_the_cache_too() {
+    let server = common::server();
+    let pool = common::pool(&server, "connection_limit=1");
+    pool.get()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0)")
+        .await
+        .unwrap();
+    for round in 1..=3_i32 {
+        let mut client = pool.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        tx.execute("UPDATE kv SET v = v + 1 WHERE k = $1", &[&1_i32]).await.unwrap();
+        let v: i32 = tx.query_one("SELECT v FROM kv WHERE k = $1", &[&1_i32]).await.unwrap().get(0);
+        assert_eq!(v, round);
+        tx.commit().await.unwrap();
+        let stats = client.statement_cache_stats();
+        assert_eq!((stats.len, stats.misses), (2, 2), "prepared once, in the first transaction: {stats:?}");
+        assert_eq!(stats.hits, 2 * (round as u64 - 1));
+    }
+}
