@@ -57,7 +57,8 @@
 //!   milliseconds in memory), else in the system temp dir. The server
 //!   listens on 127.0.0.1 only, on a port the kernel reported free; if
 //!   another process takes it first, a new port is tried. Defaults set with
-//!   `-c`: `fsync=off` (throwaway data), `logging_collector=off` and
+//!   `-c`: `fsync=off` (throwaway data), `dynamic_shared_memory_type=mmap`
+//!   (nothing left in /dev/shm by a killed server), `logging_collector=off` and
 //!   `cluster_name=<data dir>` (so `pgrep -f DATA_DIR` finds every server
 //!   process). Your [`setting`](TestServerBuilder::setting)s come later on
 //!   the command line and override them.

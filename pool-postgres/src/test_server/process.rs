@@ -40,6 +40,11 @@ impl Launch<'_> {
             // Puts the data directory into every server process's title, so
             // `pgrep -f DATA_DIR` finds them all.
             ("cluster_name", self.data_dir.to_string_lossy().into_owned()),
+            // Dynamic shared memory as files in the data directory instead of
+            // /dev/shm: a server that is killed (or shut down immediately)
+            // cannot clean up its /dev/shm segments, and they would outlive
+            // the deleted data directory on every test run.
+            ("dynamic_shared_memory_type", "mmap".to_owned()),
         ];
         for (name, value) in defaults {
             command.arg("-c").arg(format!("{name}={value}"));
