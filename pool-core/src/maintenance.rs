@@ -77,7 +77,6 @@ impl<M: Manager> Shared<M> {
             |info| info.expires_at.is_some_and(|at| at <= now),
             |info| after(info.returned_at, config.idle_timeout).is_some_and(|at| at <= now),
             |info| after(info.alive_at, config.keepalive_interval).is_some_and(|at| at <= now),
-            0,
         );
         for (entry, reason) in chores.destroy {
             self.destroy(entry, reason);

@@ -7,13 +7,19 @@
 //! statement drops it, and tokio-postgres then closes it on the server.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
 
-use tokio_postgres::Statement;
+use tokio_postgres::{Error, Statement};
+
+use crate::hygiene;
 
 pub(crate) struct StatementCache {
     capacity: usize,
     tick: u64,
-    entries: HashMap<Box<str>, (Statement, u64)>,
+    /// SQL text to (statement, last use, whether the text may leave the
+    /// session dirty: decided once, when the statement is prepared).
+    entries: HashMap<Box<str>, (Statement, u64, bool)>,
     hits: u64,
     misses: u64,
 }
@@ -27,32 +33,32 @@ impl StatementCache {
         self.capacity > 0
     }
 
-    pub(crate) fn get(&mut self, sql: &str) -> Option<Statement> {
+    fn get(&mut self, sql: &str) -> Option<(Statement, bool)> {
         self.tick += 1;
         let tick = self.tick;
-        if let Some((statement, used)) = self.entries.get_mut(sql) {
+        if let Some((statement, used, dirties)) = self.entries.get_mut(sql) {
             *used = tick;
             self.hits += 1;
-            Some(statement.clone())
+            Some((statement.clone(), *dirties))
         } else {
             self.misses += 1;
             None
         }
     }
 
-    pub(crate) fn insert(&mut self, sql: &str, statement: Statement) {
+    fn insert(&mut self, sql: &str, statement: Statement, dirties: bool) {
         if self.capacity == 0 {
             return;
         }
         if self.entries.len() >= self.capacity
             && !self.entries.contains_key(sql)
             && let Some(oldest) =
-                self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone())
+                self.entries.iter().min_by_key(|(_, (_, used, _))| *used).map(|(k, _)| k.clone())
         {
             self.entries.remove(&oldest);
         }
         self.tick += 1;
-        self.entries.insert(sql.into(), (statement, self.tick));
+        self.entries.insert(sql.into(), (statement, self.tick, dirties));
     }
 
     pub(crate) fn remove(&mut self, sql: &str) {
@@ -66,6 +72,28 @@ impl StatementCache {
     pub(crate) fn stats(&self) -> CacheStats {
         CacheStats { len: self.entries.len(), capacity: self.capacity, hits: self.hits, misses: self.misses }
     }
+}
+
+fn lock(cache: &Mutex<StatementCache>) -> std::sync::MutexGuard<'_, StatementCache> {
+    cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The statement cached for `sql`, or the one `prepare` makes (then cached),
+/// with whether `sql` may leave the session dirty (see [`hygiene`]). The
+/// one path the client guard and transactions share; the lock is not held
+/// while preparing.
+pub(crate) async fn prepare_cached(
+    cache: &Mutex<StatementCache>,
+    sql: &str,
+    prepare: impl Future<Output = Result<Statement, Error>>,
+) -> Result<(Statement, bool), Error> {
+    if let Some(hit) = lock(cache).get(sql) {
+        return Ok(hit);
+    }
+    let statement = prepare.await?;
+    let dirties = hygiene::may_dirty(sql);
+    lock(cache).insert(sql, statement.clone(), dirties);
+    Ok((statement, dirties))
 }
 
 /// How one connection's statement cache has done; see

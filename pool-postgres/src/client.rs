@@ -9,7 +9,7 @@ use pool_core::{Pooled, ResourceInfo};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row, SimpleQueryMessage, Statement};
 
-use crate::cache::CacheStats;
+use crate::cache::{self, CacheStats};
 use crate::connection::PgConnection;
 use crate::hygiene;
 use crate::manager::PgManager;
@@ -85,11 +85,11 @@ impl Client {
         bounded(&conn.broken, conn.socket_timeout, fut).await
     }
 
-    /// The prepared statement for `query`: itself, or from the cache.
-    async fn statement(&self, query: QueryRef<'_>) -> Result<Statement, Error> {
-        match query {
-            QueryRef::Prepared(statement) => Ok(statement.clone()),
-            QueryRef::Text(sql) => self.prepare_cached(sql).await,
+    /// Marks the connection for a reset on return if `sql` may leave the
+    /// session dirty (for text that does not go through the cache).
+    fn watch(&self, sql: &str) {
+        if hygiene::may_dirty(sql) {
+            self.conn().mark_dirty();
         }
     }
 
@@ -105,14 +105,11 @@ impl Client {
     /// Cancel-safe: a statement prepared by a dropped call is simply not cached.
     pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, Error> {
         let conn = self.conn();
-        if hygiene::may_dirty(sql) {
+        let prepare = self.bounded(conn.client.prepare(sql));
+        let (statement, dirties) = cache::prepare_cached(&conn.cache, sql, prepare).await?;
+        if dirties {
             conn.mark_dirty();
         }
-        if let Some(statement) = conn.cache().get(sql) {
-            return Ok(statement);
-        }
-        let statement = self.bounded(conn.client.prepare(sql)).await?;
-        conn.cache().insert(sql, statement.clone());
         Ok(statement)
     }
 
@@ -134,15 +131,17 @@ impl Client {
             QueryRef::Text(sql) => {
                 // Cache off (for instance behind PgBouncer in transaction
                 // mode): prepare, run, drop.
-                if hygiene::may_dirty(sql) {
-                    self.conn().mark_dirty();
-                }
+                self.watch(sql);
                 let statement = self.bounded(self.conn().client.prepare(sql)).await?;
                 return self.bounded(op(statement)).await;
             }
             QueryRef::Prepared(_) => None,
         };
-        let statement = self.statement(query).await?;
+        let statement = match (query, cached_text) {
+            (QueryRef::Prepared(statement), _) => statement.clone(),
+            (_, Some(sql)) => self.prepare_cached(sql).await?,
+            (QueryRef::Text(_), None) => unreachable!("uncached text returned above"),
+        };
         match self.bounded(op(statement)).await {
             Err(error) if cached_text.is_some() && is_stale_plan(&error) => {
                 let sql = cached_text.unwrap_or_default();
@@ -238,9 +237,7 @@ impl Client {
     ///
     /// Cancel-safe.
     pub async fn prepare(&self, sql: &str) -> Result<Statement, Error> {
-        if hygiene::may_dirty(sql) {
-            self.conn().mark_dirty();
-        }
+        self.watch(sql);
         self.bounded(self.conn().client.prepare(sql)).await
     }
 
@@ -255,9 +252,7 @@ impl Client {
     /// Cancel-safe; if the text may open a transaction, the connection is
     /// reset before reuse either way.
     pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
-        if hygiene::may_dirty(sql) {
-            self.conn().mark_dirty();
-        }
+        self.watch(sql);
         self.bounded(self.conn().client.batch_execute(sql)).await
     }
 
@@ -271,9 +266,7 @@ impl Client {
     ///
     /// As [`Client::batch_execute`].
     pub async fn simple_query(&self, sql: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-        if hygiene::may_dirty(sql) {
-            self.conn().mark_dirty();
-        }
+        self.watch(sql);
         self.bounded(self.conn().client.simple_query(sql)).await
     }
 

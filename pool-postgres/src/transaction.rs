@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row, Statement};
 
-use crate::cache::StatementCache;
+use crate::cache::{self, StatementCache};
 use crate::client::{Query, QueryRef, bounded, is_stale_plan};
 
 /// A transaction begun with [`Client::transaction`](crate::Client::transaction).
@@ -56,12 +56,10 @@ impl<'a> Transaction<'a> {
     ///
     /// Cancel-safe: a statement prepared by a dropped call is simply not cached.
     pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, Error> {
-        if let Some(statement) = self.cache().get(sql) {
-            return Ok(statement);
-        }
-        let statement = self.bounded(self.tx.prepare(sql)).await?;
-        self.cache().insert(sql, statement.clone());
-        Ok(statement)
+        // Inside a transaction block, session dirtiness is the block's own
+        // business: it ends itself on commit or drop.
+        let prepare = self.bounded(self.tx.prepare(sql));
+        Ok(cache::prepare_cached(self.cache, sql, prepare).await?.0)
     }
 
     /// Runs `op` with the statement for `query`. A cached statement made

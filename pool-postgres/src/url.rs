@@ -57,9 +57,6 @@ const PASSED_THROUGH: &[&str] = &[
 pub(crate) struct SplitUrl {
     pub(crate) postgres: String,
     pub(crate) pool: Vec<(String, String)>,
-    /// Parameters kept for tokio-postgres, decoded, for the few the pool
-    /// also reads (`connect_timeout`, `application_name`).
-    pub(crate) passed: Vec<(String, String)>,
     /// `sslmode` as given (tokio-postgres gets `require` for the `verify-*` modes).
     pub(crate) sslmode: Option<String>,
     /// `sslrootcert`, which tokio-postgres does not know.
@@ -116,7 +113,6 @@ pub(crate) fn split(url: &str) -> Result<SplitUrl, ConfigError> {
             split.pool.push((key, value));
         } else if PASSED_THROUGH.contains(&key.as_str()) {
             kept.push(pair);
-            split.passed.push((key, value));
         } else {
             return Err(ConfigError::new(
                 leak_name(&key),

@@ -424,7 +424,6 @@ impl<T> Core<T> {
         expired: impl Fn(&ResourceInfo) -> bool,
         idle_too_long: impl Fn(&ResourceInfo) -> bool,
         check_due: impl Fn(&ResourceInfo) -> bool,
-        refill_in_flight: usize,
     ) -> Chores<T> {
         let mut state = self.state.lock();
         let mut chores = Chores { destroy: Vec::new(), check: Vec::new(), refill: false };
@@ -454,7 +453,7 @@ impl<T> Core<T> {
         }
         state.idle = kept;
         state.in_use += chores.check.len();
-        if state.idle.len() + chores.check.len() + refill_in_flight < state.min_idle
+        if state.idle.len() + chores.check.len() < state.min_idle
             && state.slots() < state.max_size
             && state.waiters.is_empty()
         {
