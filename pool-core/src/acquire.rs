@@ -8,16 +8,23 @@
 //! interrupted mid-check is destroyed (its state is unknown) and its slot
 //! freed, and a slot whose create was interrupted is freed for the next
 //! waiter.
+//!
+//! Waiting costs one lock to join the queue (registering the task's waker
+//! in the same critical section) and one to pick up the grant once woken.
+//! The deadline is watched by the pool's single queue timer (`expiry.rs`),
+//! which serves a waiter whose time is up with a timeout instead of a
+//! resource.
 
 use std::future::poll_fn;
 use std::panic::Location;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::deadline::{Ran, earliest, run_until};
-use crate::engine::{Checkout, Entry, Grant};
+use crate::engine::{Checkout, Entry, Grant, Join};
 use crate::error::{Error, TimeoutPhase};
 use crate::guard::Pooled;
 use crate::manager::{DestroyReason, Manager};
@@ -49,6 +56,15 @@ impl Clock {
     fn passed(&mut self) -> bool {
         self.deadline().is_some_and(|d| Instant::now() >= d)
     }
+
+    /// The caller joins the queue now: the deadline of its wait. Read under
+    /// the engine's lock, so the queue's deadlines are in order (engine
+    /// invariant 5).
+    fn joined(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        self.started.get_or_insert(now);
+        now.checked_add(self.timeout)
+    }
 }
 
 /// How checking an idle resource ended.
@@ -75,7 +91,12 @@ impl<M: Manager> Shared<M> {
         let mut clock = Clock { started: None, timeout: self.config.acquire_timeout };
         let mut status = Status::default();
         let observed = self.observed();
-        let ticket = match self.core.checkout(wait, observed.then_some(&mut status)) {
+        let checkout = poll_fn(|cx| {
+            let join = wait.then(|| Join { waker: cx.waker(), deadline: || clock.joined() });
+            Poll::Ready(self.core.checkout(join, observed.then_some(&mut status)))
+        })
+        .await;
+        let ticket = match checkout {
             Checkout::Resource(entry, below_min_idle) => {
                 if below_min_idle {
                     self.wake_maintenance.notify_one();
@@ -114,13 +135,17 @@ impl<M: Manager> Shared<M> {
                     Checked::NoRuntime => return Err(Error::NoRuntime),
                 },
                 Checkout::Slot => return self.create_for(&mut clock, location).await,
-                Checkout::Wait(key) => {
+                Checkout::Wait { key, wake_timer } => {
+                    if wake_timer {
+                        self.timer.wake();
+                    }
                     self.emit(EventKind::Queued);
-                    match self.wait_turn(key, &mut clock).await {
-                        Ok(Grant::Resource(entry)) => Checkout::Resource(entry, false),
-                        Ok(Grant::Slot) => Checkout::Slot,
-                        Ok(Grant::Closed) => return Err(Error::Closed),
-                        Err(error) => return Err(error),
+                    match self.wait_turn(key).await {
+                        Some(Grant::Resource(entry)) => Checkout::Resource(entry, false),
+                        Some(Grant::Slot) => Checkout::Slot,
+                        Some(Grant::Closed) => return Err(Error::Closed),
+                        Some(Grant::TimedOut) => return Err(self.timed_out(TimeoutPhase::Wait, &mut clock)),
+                        None => return Err(Error::NoRuntime),
                     }
                 }
                 Checkout::Closed => return Err(Error::Closed),
@@ -147,19 +172,17 @@ impl<M: Manager> Shared<M> {
         snapshot: Option<Status>,
     ) -> Pooled<M> {
         entry.info.checkouts += 1;
-        let mut acquired_at = None;
-        let mut leak = None;
         if self.timed {
             let now = Instant::now();
-            acquired_at = Some(now);
+            entry.lease.acquired_at = Some(now);
             if self.observed() {
                 let waited = clock.started.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
                 let status = snapshot.unwrap_or_else(|| self.core.status());
                 self.emit_with(status, EventKind::Acquired { waited });
             }
-            leak = self.leaks.as_ref().map(|leaks| leaks.register(now, location));
+            entry.lease.leak = self.leaks.as_ref().map(|leaks| leaks.register(now, location));
         }
-        Pooled::new(Arc::clone(self), entry, acquired_at, leak)
+        Pooled::new(Arc::clone(self), entry)
     }
 
     fn timed_out(&self, phase: TimeoutPhase, clock: &mut Clock) -> Error<M::Error> {
@@ -174,22 +197,28 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Waits in the queue for a grant, until the caller's deadline.
-    async fn wait_turn(&self, key: usize, clock: &mut Clock) -> Result<Grant<M::Resource>, Error<M::Error>> {
-        let mut place = QueuePlace { shared: self, key: Some(key), timed_out: false };
-        let waiting = poll_fn(|cx| self.core.poll_grant(key, cx));
-        match run_until(waiting, || clock.deadline()).await {
-            Ran::Done(grant) => {
-                place.key = None;
-                Ok(grant)
+    /// Waits in the queue for a grant (a timeout is one too). Must be first
+    /// polled in the same poll as the `checkout` that queued `key`, whose
+    /// waker is registered already. `None`: no runtime to run the queue's
+    /// timer on, so the caller gives up its place rather than wait forever.
+    async fn wait_turn(self: &Arc<Self>, key: usize) -> Option<Grant<M::Resource>> {
+        let mut place = QueuePlace { shared: self, key: Some(key) };
+        let mut just_joined = true;
+        let grant = poll_fn(|cx| {
+            if !self.timer.is_running() && !crate::expiry::start(self) {
+                return Poll::Ready(None);
             }
-            Ran::TimedOut => {
-                place.timed_out = true;
-                drop(place);
-                Err(self.timed_out(TimeoutPhase::Wait, clock))
+            if std::mem::take(&mut just_joined) {
+                // Anything granted since joining wakes the waker registered then.
+                return Poll::Pending;
             }
-            Ran::NoRuntime => Err(Error::NoRuntime),
+            self.core.poll_grant(key, cx).map(Some)
+        })
+        .await;
+        if grant.is_some() {
+            place.key = None;
         }
+        grant
     }
 
     /// Runs `recycle` on an idle resource taken from the pool.
@@ -290,8 +319,6 @@ impl<M: Manager> Shared<M> {
 struct QueuePlace<'a, M: Manager> {
     shared: &'a Shared<M>,
     key: Option<usize>,
-    /// Giving up because time ran out (reported as `TimedOut`, not `Cancelled`).
-    timed_out: bool,
 }
 
 impl<M: Manager> Drop for QueuePlace<'_, M> {
@@ -301,9 +328,7 @@ impl<M: Manager> Drop for QueuePlace<'_, M> {
             self.shared.settle(returned);
             // A slot granted to it may have been the last one a closed pool had.
             self.shared.notify_if_drained();
-            if !self.timed_out {
-                self.shared.emit(EventKind::Cancelled);
-            }
+            self.shared.emit(EventKind::Cancelled);
         }
     }
 }

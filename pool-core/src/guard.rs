@@ -25,19 +25,14 @@ use crate::status::Status;
 /// a waiting task, if any, is handed the resource directly.
 pub struct Pooled<M: Manager> {
     shared: Arc<Shared<M>>,
+    /// Boxed with its checkout's book-keeping (`Lease`), so the guard is
+    /// two pointers wide.
     entry: Option<Entry<M::Resource>>,
-    acquired_at: Option<Instant>,
-    leak: Option<usize>,
 }
 
 impl<M: Manager> Pooled<M> {
-    pub(crate) fn new(
-        shared: Arc<Shared<M>>,
-        entry: Entry<M::Resource>,
-        acquired_at: Option<Instant>,
-        leak: Option<usize>,
-    ) -> Self {
-        Self { shared, entry: Some(entry), acquired_at, leak }
+    pub(crate) fn new(shared: Arc<Shared<M>>, entry: Entry<M::Resource>) -> Self {
+        Self { shared, entry: Some(entry) }
     }
 
     fn entry(&self) -> &Entry<M::Resource> {
@@ -53,8 +48,8 @@ impl<M: Manager> Pooled<M> {
     /// once, so the pool may open another in its place; the pool no longer
     /// counts, checks or closes it.
     pub fn detach(mut this: Self) -> M::Resource {
-        let entry = this.entry.take().expect("a Pooled holds its entry until it is consumed");
-        let held = this.finish(None);
+        let mut entry = this.entry.take().expect("a Pooled holds its entry until it is consumed");
+        let held = this.finish(&mut entry, None);
         wake(this.shared.core.remove_in_use());
         this.shared.notify_if_drained();
         this.released(held, None);
@@ -65,8 +60,8 @@ impl<M: Manager> Pooled<M> {
     /// [`DestroyReason::Broken`]): for a resource the caller knows is no
     /// longer usable.
     pub fn discard(mut this: Self) {
-        let entry = this.entry.take().expect("a Pooled holds its entry until it is consumed");
-        let held = this.finish(None);
+        let mut entry = this.entry.take().expect("a Pooled holds its entry until it is consumed");
+        let held = this.finish(&mut entry, None);
         wake(this.shared.core.remove_in_use());
         this.shared.destroy(entry, DestroyReason::Broken);
         this.released(held, None);
@@ -74,11 +69,12 @@ impl<M: Manager> Pooled<M> {
 
     /// Leak book-keeping when the holder is done; returns how long it held
     /// the resource, if the pool keeps time (observers, leak detection).
-    fn finish(&mut self, now: Option<Instant>) -> Option<Duration> {
-        let held = self
+    fn finish(&self, entry: &mut Entry<M::Resource>, now: Option<Instant>) -> Option<Duration> {
+        let lease = std::mem::take(&mut entry.lease);
+        let held = lease
             .acquired_at
             .map(|acquired_at| now.unwrap_or_else(Instant::now).saturating_duration_since(acquired_at));
-        if let (Some(key), Some(leaks)) = (self.leak.take(), self.shared.leaks.as_ref())
+        if let (Some(key), Some(leaks)) = (lease.leak, self.shared.leaks.as_ref())
             && let Some(location) = leaks.unregister(key)
         {
             tracing::info!(
@@ -105,7 +101,7 @@ impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
         let Some(mut entry) = self.entry.take() else { return };
         let now = Instant::now();
-        let held = self.finish(Some(now));
+        let held = self.finish(&mut entry, Some(now));
         let shared = &*self.shared;
         let broken = std::thread::panicking()
             || match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -8,6 +8,7 @@ mod config;
 mod deadline;
 mod engine;
 mod error;
+mod expiry;
 mod guard;
 mod info;
 mod jitter;

@@ -135,6 +135,7 @@ impl<M: Manager> Pool<M> {
         tracing::info!(pool = %self.shared.config.name, "pool closing");
         self.shared.settle_removed(removed);
         self.shared.wake_maintenance.notify_one();
+        self.shared.timer.wake();
         self.shared.emit(EventKind::Closed);
         self.shared.notify_if_drained();
     }

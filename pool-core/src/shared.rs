@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::engine::{Core, Entry, EntryData, Removed, Returned};
+use crate::expiry::Timer;
 use crate::jitter::Jitter;
 use crate::leak::LeakRegistry;
 use crate::manager::{DestroyReason, Manager};
@@ -32,6 +33,8 @@ pub(crate) struct Shared<M: Manager> {
     /// in timeout errors as the likely cause.
     last_error: Mutex<Option<Arc<M::Error>>>,
     pub(crate) wake_maintenance: Arc<Notify>,
+    /// The queue's timer task (`expiry.rs`).
+    pub(crate) timer: Timer,
     pub(crate) maintenance_started: AtomicBool,
     /// Signalled when a closed pool has no resource left.
     pub(crate) drained: Notify,
@@ -51,6 +54,7 @@ impl<M: Manager> Shared<M> {
             backoff: Backoff::default(),
             last_error: Mutex::new(None),
             wake_maintenance: Arc::new(Notify::new()),
+            timer: Timer::default(),
             maintenance_started: AtomicBool::new(false),
             drained: Notify::new(),
             leaks,
@@ -141,6 +145,7 @@ impl<M: Manager> Shared<M> {
         Box::new(EntryData {
             resource,
             info: crate::info::ResourceInfo::new(created, expires_at, generation),
+            lease: crate::engine::Lease::default(),
         })
     }
 }

@@ -6,16 +6,22 @@
 //! (the test command does this in its own target directory).
 
 use std::future::poll_fn;
+use std::task::{Poll, Waker};
 
 use loom::sync::Arc;
 use loom::thread;
+use tokio::time::Instant;
 
-use super::{Checkout, Core, Entry, EntryData, Grant, Returned};
+use super::{Checkout, Core, Entry, EntryData, Grant, Join, Returned};
 use crate::config::Reuse;
 use crate::info::ResourceInfo;
 
 fn entry(id: u32) -> Entry<u32> {
-    Box::new(EntryData { resource: id, info: ResourceInfo::new(tokio::time::Instant::now(), None, 0) })
+    Box::new(EntryData {
+        resource: id,
+        info: ResourceInfo::new(tokio::time::Instant::now(), None, 0),
+        lease: super::Lease::default(),
+    })
 }
 
 fn settle(returned: Returned<u32>) -> Option<u32> {
@@ -38,17 +44,32 @@ fn settle(returned: Returned<u32>) -> Option<u32> {
 /// Takes a resource the way `get` does: an idle one, or a slot to fill with
 /// a new one, or a place in the queue to wait for either.
 fn take(core: &Core<u32>, new_id: u32) -> Option<Entry<u32>> {
-    let grant = match core.checkout(true, None) {
-        Checkout::Resource(entry, _) => return Some(entry),
-        Checkout::Slot => Grant::Slot,
-        Checkout::Wait(key) => loom::future::block_on(poll_fn(|cx| core.poll_grant(key, cx))),
-        Checkout::Closed => return None,
-        Checkout::Overloaded | Checkout::Exhausted => unreachable!("unbounded queue, waiting allowed"),
-    };
+    let grant = loom::future::block_on(async {
+        let checkout = poll_fn(|cx| {
+            Poll::Ready(core.checkout(Some(Join { waker: cx.waker(), deadline: || None }), None))
+        })
+        .await;
+        match checkout {
+            Checkout::Resource(entry, _) => Some(Grant::Resource(entry)),
+            Checkout::Slot => Some(Grant::Slot),
+            Checkout::Wait { key, .. } => Some(poll_fn(|cx| core.poll_grant(key, cx)).await),
+            Checkout::Closed => None,
+            Checkout::Overloaded | Checkout::Exhausted => unreachable!("unbounded queue, waiting allowed"),
+        }
+    })?;
     match grant {
         Grant::Resource(entry) => Some(entry),
         Grant::Slot => core.fill_slot(entry(new_id)).ok(),
         Grant::Closed => None,
+        Grant::TimedOut => unreachable!("no deadline was set"),
+    }
+}
+
+/// Joins the queue of an exhausted pool without blocking, with `deadline`.
+fn join_queue(core: &Core<u32>, deadline: Option<Instant>) -> (usize, bool) {
+    match core.checkout(Some(Join { waker: Waker::noop(), deadline: || deadline }), None) {
+        Checkout::Wait { key, wake_timer } => (key, wake_timer),
+        _ => panic!("the only slot is taken"),
     }
 }
 
@@ -88,7 +109,7 @@ fn loom_cancelled_waiter_passes_its_grant_on() {
     loom::model(|| {
         let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
         let held = take(&core, 0).expect("open");
-        let Checkout::Wait(key) = core.checkout(true, None) else { panic!("the only slot is taken") };
+        let (key, _) = join_queue(&core, None);
         let returner = {
             let core = Arc::clone(&core);
             thread::spawn(move || settle(core.put_back(held, None)))
@@ -158,5 +179,44 @@ fn loom_close_wakes_every_waiter_and_loses_nothing() {
         let destroyed_on_return =
             usize::from(returned.is_some()) + usize::from(matches!(waited, Some(Some(_))));
         assert!(destroyed_on_return <= 1);
+    });
+}
+
+#[test]
+fn loom_timed_out_waiter_gets_a_timeout_or_the_resource_never_both() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let held = take(&core, 0).expect("open");
+        let deadline = Instant::now();
+        let (key, wake_timer) = join_queue(&core, Some(deadline));
+        assert!(wake_timer, "the first deadline wakes the idle timer");
+        let returner = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || settle(core.put_back(held, None)))
+        };
+        // The queue's timer finds the deadline passed while the resource may
+        // be coming back to the same waiter.
+        let timer = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || {
+                let expired = core.expire(deadline);
+                assert_eq!(expired.next, None, "nobody else waits");
+                expired.wake.len()
+            })
+        };
+        assert_eq!(returner.join().unwrap(), None);
+        let timed_out = timer.join().unwrap();
+        match loom::future::block_on(poll_fn(|cx| core.poll_grant(key, cx))) {
+            Grant::TimedOut => {
+                assert_eq!(timed_out, 1);
+                assert_eq!(core.status().idle, 1, "the resource went to the idle list");
+            }
+            Grant::Resource(entry) => {
+                assert_eq!(timed_out, 0, "a served waiter is not timed out too");
+                assert_eq!(settle(core.put_back(entry, None)), None);
+            }
+            Grant::Slot | Grant::Closed => panic!("the resource was returned healthy"),
+        }
+        assert_settled(&core, 1);
     });
 }

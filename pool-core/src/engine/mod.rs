@@ -27,6 +27,22 @@
 //!    that has waited longer.
 //! 4. Once `closed` is set, the queue is empty and stays empty, the idle list
 //!    is empty and stays empty, and no slot is handed on.
+//! 5. Deadlines grow from the front of the queue to the back: a waiter's
+//!    deadline is read under the lock as it joins, and every pool waits the
+//!    same `acquire_timeout`. The first waiter therefore always has the
+//!    earliest deadline, which is all the queue's timer has to watch.
+//!
+//! ## Timeouts: one timer for the whole queue
+//!
+//! A waiter does not arm a timer of its own. [`Core::expire`], called by the
+//! pool's timer task (`expiry.rs`), serves every waiter at the front whose
+//! deadline has passed with [`Grant::TimedOut`] and names the next deadline.
+//! `timer_at` is the moment the timer task will next call it: a new waiter
+//! whose deadline is earlier (in practice: the first one after the timer
+//! went idle) sets it and tells the caller to wake the task; every other
+//! waiter costs the timer nothing. Because a timeout is a grant like any
+//! other, decided under the lock, a waiter is either served or timed out,
+//! never both.
 //!
 //! ## Cancellation
 //!
@@ -46,6 +62,8 @@ mod waiters;
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
+use tokio::time::Instant;
+
 use crate::config::Reuse;
 use crate::info::ResourceInfo;
 use crate::manager::DestroyReason;
@@ -64,6 +82,20 @@ pub(crate) type Entry<T> = Box<EntryData<T>>;
 pub(crate) struct EntryData<T> {
     pub(crate) resource: T,
     pub(crate) info: ResourceInfo,
+    /// The current checkout's book-keeping. Kept here rather than in the
+    /// guard so the guard is two pointers, cheap to move through `get`'s
+    /// result (moving a wider guard through several `Result`s measurably
+    /// slowed the uncontended get + drop).
+    pub(crate) lease: Lease,
+}
+
+/// Book-keeping of one checkout, for timed pools (observers, leak detection).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Lease {
+    /// When it was handed out.
+    pub(crate) acquired_at: Option<Instant>,
+    /// Its key in the leak registry.
+    pub(crate) leak: Option<usize>,
 }
 
 /// What a waiter is served with.
@@ -74,6 +106,17 @@ pub(crate) enum Grant<T> {
     Slot,
     /// The pool was closed while it waited.
     Closed,
+    /// Its deadline passed first (see [`Core::expire`]).
+    TimedOut,
+}
+
+/// How a caller that may wait joins the queue.
+pub(crate) struct Join<'a, D> {
+    /// The waker of the task that waits: registered as it joins, so the
+    /// first poll after joining need not take the lock again.
+    pub(crate) waker: &'a Waker,
+    /// Asked under the lock, only if the caller really has to wait.
+    pub(crate) deadline: D,
 }
 
 /// The outcome of [`Core::checkout`].
@@ -83,8 +126,12 @@ pub(crate) enum Checkout<T> {
     Resource(Entry<T>, bool),
     /// A free slot, now counted in `creating`.
     Slot,
-    /// Queued under this key; poll with [`Core::poll_grant`].
-    Wait(usize),
+    /// Queued under `key`; poll with [`Core::poll_grant`]. `wake_timer`: the
+    /// timer task must be woken to watch this waiter's deadline.
+    Wait {
+        key: usize,
+        wake_timer: bool,
+    },
     Closed,
     /// The queue already holds `max_waiters` tasks.
     Overloaded,
@@ -122,6 +169,14 @@ pub(crate) struct Chores<T> {
     pub(crate) refill: bool,
 }
 
+/// What [`Core::expire`] did.
+pub(crate) struct Expired {
+    /// The timed-out waiters to wake.
+    pub(crate) wake: Vec<Waker>,
+    /// When to call `expire` next (`None`: no waiter has a deadline).
+    pub(crate) next: Option<Instant>,
+}
+
 pub(crate) struct State<T> {
     idle: VecDeque<Entry<T>>,
     waiters: WaiterQueue<T>,
@@ -131,6 +186,9 @@ pub(crate) struct State<T> {
     min_idle: usize,
     closed: bool,
     generation: u64,
+    /// When the timer task calls [`Core::expire`] next (`None`: it sleeps
+    /// until woken).
+    timer_at: Option<Instant>,
 }
 
 impl<T> State<T> {
@@ -210,25 +268,35 @@ impl<T> Core<T> {
                 min_idle,
                 closed: false,
                 generation: 0,
+                timer_at: None,
             }),
             reuse,
             max_waiters: max_waiters.unwrap_or(usize::MAX),
         }
     }
 
-    /// Takes an idle resource or a free slot, or queues the caller (when
-    /// `wait`), in first-come-first-served order. With `snapshot`, also
-    /// reads the counts right after, in the same critical section.
-    pub(crate) fn checkout(&self, wait: bool, snapshot: Option<&mut Status>) -> Checkout<T> {
+    /// Takes an idle resource or a free slot, or queues the caller (when it
+    /// may `join` the queue), in first-come-first-served order. With
+    /// `snapshot`, also reads the counts right after, in the same critical
+    /// section.
+    pub(crate) fn checkout<D: FnOnce() -> Option<Instant>>(
+        &self,
+        join: Option<Join<'_, D>>,
+        snapshot: Option<&mut Status>,
+    ) -> Checkout<T> {
         let mut state = self.state.lock();
-        let out = self.checkout_locked(&mut state, wait);
+        let out = self.checkout_locked(&mut state, join);
         if let Some(snapshot) = snapshot {
             *snapshot = state.status();
         }
         out
     }
 
-    fn checkout_locked(&self, state: &mut State<T>, wait: bool) -> Checkout<T> {
+    fn checkout_locked<D: FnOnce() -> Option<Instant>>(
+        &self,
+        state: &mut State<T>,
+        join: Option<Join<'_, D>>,
+    ) -> Checkout<T> {
         if state.closed {
             return Checkout::Closed;
         }
@@ -247,13 +315,37 @@ impl<T> Core<T> {
                 return Checkout::Slot;
             }
         }
-        if !wait {
-            return Checkout::Exhausted;
-        }
+        let Some(join) = join else { return Checkout::Exhausted };
         if state.waiters.len() >= self.max_waiters {
             return Checkout::Overloaded;
         }
-        Checkout::Wait(state.waiters.push_back())
+        let deadline = (join.deadline)();
+        let key = state.waiters.push_back(join.waker.clone(), deadline);
+        let wake_timer = deadline.is_some_and(|d| state.timer_at.is_none_or(|at| d < at));
+        if wake_timer {
+            state.timer_at = deadline;
+        }
+        Checkout::Wait { key, wake_timer }
+    }
+
+    /// The wakers of every queued waiter (to make them look again).
+    pub(crate) fn waiting_wakers(&self) -> Vec<Waker> {
+        self.state.lock().waiters.wakers()
+    }
+
+    /// Times out every waiter at the front whose deadline is `now` or
+    /// earlier, and says when to look again: the new first waiter's deadline.
+    pub(crate) fn expire(&self, now: Instant) -> Expired {
+        let mut state = self.state.lock();
+        let mut wake = Vec::new();
+        while state.waiters.front_deadline().is_some_and(|at| at <= now) {
+            match state.waiters.grant_front(Grant::TimedOut) {
+                Ok(waker) => wake.extend(waker),
+                Err(_) => unreachable!("the queue has a first waiter"),
+            }
+        }
+        state.timer_at = state.waiters.front_deadline();
+        Expired { wake, next: state.timer_at }
     }
 
     /// Polls a queued waiter; on `Ready` its key is released.
@@ -280,7 +372,7 @@ impl<T> Core<T> {
     pub(crate) fn cancel_wait(&self, key: usize) -> Returned<T> {
         let mut state = self.state.lock();
         match state.waiters.release(key) {
-            None | Some(Grant::Closed) => Returned::Kept(None),
+            None | Some(Grant::Closed | Grant::TimedOut) => Returned::Kept(None),
             Some(Grant::Resource(entry)) => state.put_back(entry),
             Some(Grant::Slot) => {
                 state.creating -= 1;

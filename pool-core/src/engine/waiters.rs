@@ -13,6 +13,8 @@
 
 use std::task::Waker;
 
+use tokio::time::Instant;
+
 use super::Grant;
 
 const NIL: usize = usize::MAX;
@@ -26,6 +28,8 @@ pub(crate) enum NodeState<T> {
 struct Node<T> {
     prev: usize,
     next: usize,
+    /// When the waiter gives up; see `Core::expire`.
+    deadline: Option<Instant>,
     state: NodeState<T>,
 }
 
@@ -51,9 +55,10 @@ impl<T> WaiterQueue<T> {
         self.len == 0
     }
 
-    /// Appends a new waiter and returns its key.
-    pub(crate) fn push_back(&mut self) -> usize {
-        let node = Node { prev: self.tail, next: NIL, state: NodeState::Waiting(None) };
+    /// Appends a new waiter that `waker` wakes and that gives up at
+    /// `deadline`, and returns its key.
+    pub(crate) fn push_back(&mut self, waker: Waker, deadline: Option<Instant>) -> usize {
+        let node = Node { prev: self.tail, next: NIL, deadline, state: NodeState::Waiting(Some(waker)) };
         let key = if let Some(key) = self.free.pop() {
             self.nodes[key] = node;
             key
@@ -85,6 +90,24 @@ impl<T> WaiterQueue<T> {
             // Only waiting nodes are linked.
             NodeState::Free | NodeState::Granted(_) => unreachable!("a linked waiter was not waiting"),
         }
+    }
+
+    /// The deadline of the first waiter, if one waits and has one.
+    pub(crate) fn front_deadline(&self) -> Option<Instant> {
+        self.nodes.get(self.head).and_then(|node| node.deadline)
+    }
+
+    /// The wakers of every queued waiter, front to back.
+    pub(crate) fn wakers(&self) -> Vec<Waker> {
+        let mut wakers = Vec::with_capacity(self.len);
+        let mut key = self.head;
+        while let Some(node) = self.nodes.get(key) {
+            if let NodeState::Waiting(Some(waker)) = &node.state {
+                wakers.push(waker.clone());
+            }
+            key = node.next;
+        }
+        wakers
     }
 
     /// The state of the node behind `key`, which its owner still holds.

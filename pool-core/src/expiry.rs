@@ -1,0 +1,107 @@
+//! The queue's timer: one Tokio task per pool that fails the waiters whose
+//! `acquire_timeout` has passed, so that waiting in `get` arms no timer of
+//! its own (the engine's docs, "Timeouts", give the algorithm).
+//!
+//! Registering and clearing a Tokio timer for every `get` that waits was
+//! the largest single cost of waiting (about a fifth of the CPU time of an
+//! exhausted pool, measured in the `s2` benchmark). Since every waiter of a
+//! pool waits the same `acquire_timeout` and joins the queue in deadline
+//! order, one timer that sleeps until the first waiter's deadline serves
+//! them all. It is woken only when a waiter joins while it sleeps with no
+//! deadline, or with a later one than that waiter's.
+//!
+//! The task is started by the first `get` that has to wait, on that
+//! caller's runtime. It holds only a weak reference to the pool and ends
+//! when the pool is closed or gone. If its runtime shuts down while the pool
+//! lives on (a pool kept in a static and used by one runtime after another),
+//! its guard marks it stopped and wakes every waiter; each looks at the
+//! timer on its next poll, and the first to find it stopped starts it again
+//! on its own runtime. A waiter that finds no runtime to start it on fails
+//! with [`Error::NoRuntime`](crate::Error::NoRuntime) rather than waiting
+//! without a deadline.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::manager::Manager;
+use crate::shared::{Shared, wake};
+
+/// The timer task's handle, kept in [`Shared`].
+#[derive(Debug, Default)]
+pub(crate) struct Timer {
+    running: AtomicBool,
+    wake: Arc<Notify>,
+}
+
+impl Timer {
+    /// Whether the task is running (on some runtime).
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Makes the task look at the queue again now.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Starts the task on the current runtime unless it runs already; returns
+/// whether it runs now.
+pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) -> bool {
+    let timer = &shared.timer;
+    if timer.is_running() {
+        return true;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return false };
+    if !timer.running.swap(true, Ordering::AcqRel) {
+        runtime.spawn(run(Arc::downgrade(shared), Arc::clone(&timer.wake)));
+    }
+    true
+}
+
+async fn run<M: Manager>(pool: Weak<Shared<M>>, wake_up: Arc<Notify>) {
+    let _stopped = Stopped { pool: pool.clone() };
+    loop {
+        let mut woken = std::pin::pin!(wake_up.notified());
+        woken.as_mut().enable();
+        let next = {
+            let Some(shared) = pool.upgrade() else { return };
+            if shared.core.is_closed() {
+                return;
+            }
+            let expired = shared.core.expire(Instant::now());
+            for waker in expired.wake {
+                waker.wake();
+            }
+            expired.next
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = woken => {}
+                }
+            }
+            None => woken.await,
+        }
+    }
+}
+
+/// Marks the task stopped when it ends, however it ends (its runtime may be
+/// shutting down), and wakes the waiters so one of them restarts it.
+struct Stopped<M: Manager> {
+    pool: Weak<Shared<M>>,
+}
+
+impl<M: Manager> Drop for Stopped<M> {
+    fn drop(&mut self) {
+        let Some(shared) = self.pool.upgrade() else { return };
+        shared.timer.running.store(false, Ordering::Release);
+        for waker in shared.core.waiting_wakers() {
+            wake(Some(waker));
+        }
+    }
+}
