@@ -20,50 +20,25 @@
 //! with [`Error::NoRuntime`](crate::Error::NoRuntime) rather than waiting
 //! without a deadline.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::background::Running;
 use crate::manager::Manager;
 use crate::shared::{Shared, wake};
-
-/// The timer task's handle, kept in [`Shared`].
-#[derive(Debug, Default)]
-pub(crate) struct Timer {
-    running: AtomicBool,
-    wake: Arc<Notify>,
-}
-
-impl Timer {
-    /// Whether the task is running (on some runtime).
-    pub(crate) fn is_running(&self) -> bool {
-        self.running.load(Ordering::Acquire)
-    }
-
-    /// Makes the task look at the queue again now.
-    pub(crate) fn wake(&self) {
-        self.wake.notify_one();
-    }
-}
 
 /// Starts the task on the current runtime unless it runs already; returns
 /// whether it runs now.
 pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) -> bool {
-    let timer = &shared.timer;
-    if timer.is_running() {
-        return true;
-    }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return false };
-    if !timer.running.swap(true, Ordering::AcqRel) {
-        runtime.spawn(run(Arc::downgrade(shared), Arc::clone(&timer.wake)));
-    }
-    true
+    shared.timer.start(|running, wake_up| run(Arc::downgrade(shared), running, wake_up))
 }
 
-async fn run<M: Manager>(pool: Weak<Shared<M>>, wake_up: Arc<Notify>) {
-    let _stopped = Stopped { pool: pool.clone() };
+async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake_up: Arc<Notify>) {
+    // Dropped in reverse order: first marked stopped, then the waiters woken.
+    let _wake_waiters = WakeWaiters { pool: pool.clone() };
+    let _running = running;
     loop {
         let mut woken = std::pin::pin!(wake_up.notified());
         woken.as_mut().enable();
@@ -90,16 +65,15 @@ async fn run<M: Manager>(pool: Weak<Shared<M>>, wake_up: Arc<Notify>) {
     }
 }
 
-/// Marks the task stopped when it ends, however it ends (its runtime may be
-/// shutting down), and wakes the waiters so one of them restarts it.
-struct Stopped<M: Manager> {
+/// Wakes the waiters when the task ends (after it is marked stopped), so
+/// that one of them starts it again if its runtime shut down.
+struct WakeWaiters<M: Manager> {
     pool: Weak<Shared<M>>,
 }
 
-impl<M: Manager> Drop for Stopped<M> {
+impl<M: Manager> Drop for WakeWaiters<M> {
     fn drop(&mut self) {
         let Some(shared) = self.pool.upgrade() else { return };
-        shared.timer.running.store(false, Ordering::Release);
         for waker in shared.core.waiting_wakers() {
             wake(Some(waker));
         }

@@ -20,21 +20,19 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::acquire::{Checking, Slot};
+use crate::background::Running;
 use crate::deadline::earliest;
 use crate::manager::Manager;
 use crate::observer::EventKind;
 use crate::shared::Shared;
 
-/// Spawns the task if a Tokio runtime is running and it is not running yet.
+/// Spawns the task if a Tokio runtime is running and it is not running
+/// (any more: see `background.rs`).
 pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-    if shared.maintenance_started.swap(true, std::sync::atomic::Ordering::AcqRel) {
-        return;
-    }
-    runtime.spawn(run(Arc::downgrade(shared), Arc::clone(&shared.wake_maintenance)));
+    shared.maintenance.start(|running, wake| run(Arc::downgrade(shared), running, wake));
 }
 
-async fn run<M: Manager>(pool: Weak<Shared<M>>, wake: Arc<Notify>) {
+async fn run<M: Manager>(pool: Weak<Shared<M>>, _running: Running, wake: Arc<Notify>) {
     loop {
         let mut woken = std::pin::pin!(wake.notified());
         woken.as_mut().enable();

@@ -101,7 +101,7 @@ impl<M: Manager> Pool<M> {
     }
 
     fn start_maintenance(&self) {
-        if !self.shared.maintenance_started.load(Ordering::Relaxed) {
+        if !self.shared.maintenance.is_running() {
             maintenance::start(&self.shared);
         }
     }
@@ -134,7 +134,7 @@ impl<M: Manager> Pool<M> {
         let Some(removed) = self.shared.core.close() else { return };
         tracing::info!(pool = %self.shared.config.name, "pool closing");
         self.shared.settle_removed(removed);
-        self.shared.wake_maintenance.notify_one();
+        self.shared.maintenance.wake();
         self.shared.timer.wake();
         self.shared.emit(EventKind::Closed);
         self.shared.notify_if_drained();
@@ -194,7 +194,7 @@ impl<M: Manager> Pool<M> {
         let removed = self.shared.core.resize(max_size);
         tracing::info!(pool = %self.shared.config.name, max_size, "pool resized");
         self.shared.settle_removed(removed);
-        self.shared.wake_maintenance.notify_one();
+        self.shared.maintenance.wake();
         Ok(())
     }
 
@@ -227,7 +227,7 @@ impl<M: Manager> Pool<M> {
         let removed = self.shared.core.evict_all();
         tracing::info!(pool = %self.shared.config.name, "evicting every connection");
         self.shared.settle_removed(removed);
-        self.shared.wake_maintenance.notify_one();
+        self.shared.maintenance.wake();
     }
 }
 

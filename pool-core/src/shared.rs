@@ -2,17 +2,17 @@
 //! share, and the small operations they all use (destroying, emitting
 //! events, waking).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::background::Background;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::engine::{Core, Entry, EntryData, Removed, Returned};
-use crate::expiry::Timer;
 use crate::jitter::Jitter;
 use crate::leak::LeakRegistry;
 use crate::manager::{DestroyReason, Manager};
@@ -32,10 +32,10 @@ pub(crate) struct Shared<M: Manager> {
     /// The last backend error, cleared by the next successful create; shown
     /// in timeout errors as the likely cause.
     last_error: Mutex<Option<Arc<M::Error>>>,
-    pub(crate) wake_maintenance: Arc<Notify>,
+    /// The maintenance task (`maintenance.rs`).
+    pub(crate) maintenance: Background,
     /// The queue's timer task (`expiry.rs`).
-    pub(crate) timer: Timer,
-    pub(crate) maintenance_started: AtomicBool,
+    pub(crate) timer: Background,
     /// Signalled when a closed pool has no resource left.
     pub(crate) drained: Notify,
     pub(crate) leaks: Option<LeakRegistry>,
@@ -53,9 +53,8 @@ impl<M: Manager> Shared<M> {
             handles: AtomicUsize::new(1),
             backoff: Backoff::default(),
             last_error: Mutex::new(None),
-            wake_maintenance: Arc::new(Notify::new()),
-            timer: Timer::default(),
-            maintenance_started: AtomicBool::new(false),
+            maintenance: Background::default(),
+            timer: Background::default(),
             drained: Notify::new(),
             leaks,
             jitter: Jitter::new(),
@@ -99,7 +98,7 @@ impl<M: Manager> Shared<M> {
         self.manager.destroy(entry.resource, reason);
         self.emit(EventKind::Destroyed { reason });
         if reason != DestroyReason::Closed && self.config.min_idle > 0 {
-            self.wake_maintenance.notify_one();
+            self.maintenance.wake();
         }
         self.notify_if_drained();
     }

@@ -267,3 +267,25 @@ async fn dropping_the_last_handle_closes_the_pool_and_stops_maintenance() {
     assert_eq!(fake.created(), created, "no refill after close");
     assert_eq!(fake.live(), 0);
 }
+
+#[test]
+fn maintenance_starts_again_on_a_new_runtime_after_its_runtime_shut_down() {
+    let fake = Fake::new();
+    let paused =
+        || tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    // A pool that outlives the runtime its maintenance started on, as one
+    // kept in a static and used by one test runtime after another.
+    let first = paused();
+    let pool = first.block_on(async {
+        let pool = builder(&fake, 2).idle_timeout(60 * SECOND).build().unwrap();
+        drop(get_many(&pool, 1).await);
+        pool
+    });
+    drop(first);
+    paused().block_on(async {
+        drop(get_many(&pool, 2).await);
+        sleep(61 * SECOND).await;
+        assert_eq!(counts(&pool), (0, 0, 0, 0, 0), "reaped by a maintenance task on this runtime");
+    });
+    assert_eq!(fake.destroyed(DestroyReason::Idle), 2);
+}
