@@ -111,7 +111,7 @@ impl<M: Manager> Shared<M> {
                 };
                 match self.checked(held, ran, &mut clock) {
                     Checked::Ready(entry) => {
-                        let snapshot = (observed && clock.started.is_none()).then_some(status);
+                        let snapshot = (observed && clock.started.is_none()).then_some(&status);
                         return Ok(self.hand_out(entry, &mut clock, location, snapshot));
                     }
                     Checked::Replaced => Checkout::Slot,
@@ -177,7 +177,7 @@ impl<M: Manager> Shared<M> {
         mut entry: Entry<M::Resource>,
         clock: &mut Clock,
         location: &'static Location<'static>,
-        snapshot: Option<Status>,
+        snapshot: Option<&Status>,
     ) -> Pooled<M> {
         entry.info.checkouts += 1;
         if self.timed {
@@ -185,8 +185,11 @@ impl<M: Manager> Shared<M> {
             entry.lease.acquired_at = Some(now);
             if self.observed() {
                 let waited = clock.started.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-                let status = snapshot.unwrap_or_else(|| self.core.status());
-                self.emit_with(status, EventKind::Acquired { waited });
+                let kind = EventKind::Acquired { waited };
+                match snapshot {
+                    Some(status) => self.emit_with(status, kind),
+                    None => self.emit_with(&self.core.status(), kind),
+                }
             }
             entry.lease.leak = self.leaks.as_ref().map(|leaks| leaks.register(now, location));
         }

@@ -87,12 +87,15 @@ impl<M: Manager> Pooled<M> {
     }
 
     /// Tells observers the resource is back (or gone), with the counts after it.
-    fn released(&self, held: Option<Duration>, status: Option<Status>) {
+    fn released(&self, held: Option<Duration>, status: Option<&Status>) {
         if let Some(held) = held
             && self.shared.observed()
         {
-            let status = status.unwrap_or_else(|| self.shared.core.status());
-            self.shared.emit_with(status, EventKind::Released { held });
+            let kind = EventKind::Released { held };
+            match status {
+                Some(status) => self.shared.emit_with(status, kind),
+                None => self.shared.emit_with(&self.shared.core.status(), kind),
+            }
         }
     }
 }
@@ -134,7 +137,7 @@ impl<M: Manager> Drop for Pooled<M> {
         let observed = held.is_some() && shared.observed();
         let returned = shared.core.put_back(entry, observed.then_some(&mut status));
         shared.settle(returned);
-        self.released(held, observed.then_some(status));
+        self.released(held, observed.then_some(&status));
     }
 }
 

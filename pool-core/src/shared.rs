@@ -67,13 +67,13 @@ impl<M: Manager> Shared<M> {
         if self.observers.is_empty() {
             return;
         }
-        self.emit_with(self.core.status(), kind);
+        self.emit_with(&self.core.status(), kind);
     }
 
     /// Sends an event with counts already read (in the critical section of
     /// the operation that caused it).
-    pub(crate) fn emit_with(&self, status: Status, kind: EventKind<'_>) {
-        let event = Event { pool: &self.config.name, status, kind };
+    pub(crate) fn emit_with(&self, status: &Status, kind: EventKind<'_>) {
+        let event = Event { pool: &self.config.name, status: *status, kind };
         for observer in &*self.observers {
             observer.on_event(&event);
         }
