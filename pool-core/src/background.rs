@@ -8,10 +8,13 @@
 //! inside the task ([`Running`]) is how the pool learns the task is gone.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
+use tokio::time::Instant;
 
 /// One background task's handle, kept in the pool's shared state.
 #[derive(Debug, Default)]
@@ -47,6 +50,20 @@ impl Background {
             runtime.spawn(task(running, Arc::clone(&self.wake)));
         }
         true
+    }
+}
+
+/// Between two rounds of a task: sleeps until `next` (with `None`, until
+/// woken), or until `woken` (enabled before the round) fires.
+pub(crate) async fn sleep_until_woken(next: Option<Instant>, woken: Pin<&mut Notified<'_>>) {
+    match next {
+        Some(at) => {
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                () = woken => {}
+            }
+        }
+        None => woken.await,
     }
 }
 

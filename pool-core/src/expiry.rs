@@ -25,7 +25,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::background::Running;
+use crate::background::{Running, sleep_until_woken};
 use crate::manager::Manager;
 use crate::shared::{Shared, wake};
 
@@ -53,15 +53,7 @@ async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake_up: Arc<N
             }
             expired.next
         };
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = woken => {}
-                }
-            }
-            None => woken.await,
-        }
+        sleep_until_woken(next, woken).await;
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::acquire::{Checking, Slot};
-use crate::background::Running;
+use crate::background::{Running, sleep_until_woken};
 use crate::deadline::earliest;
 use crate::manager::Manager;
 use crate::observer::EventKind;
@@ -53,15 +53,7 @@ async fn run<M: Manager>(pool: Weak<Shared<M>>, _running: Running, wake: Arc<Not
             })
             .await
         };
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = woken => {}
-                }
-            }
-            None => woken.await,
-        }
+        sleep_until_woken(next, woken).await;
     }
 }
 
