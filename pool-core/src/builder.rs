@@ -52,6 +52,11 @@ impl<M: Manager> PoolBuilder<M> {
     /// The longest a `get` may take in all: queueing, creating and checking
     /// included. Then it fails with [`Error::Timeout`](crate::Error::Timeout)
     /// naming the phase and the last backend error. Finite by design; default 30 s.
+    ///
+    /// Waiting in the queue arms no timer per call: one timer task per pool
+    /// watches the queue's deadlines (see the crate docs), and fails a
+    /// waiter within Tokio's timer resolution (about a millisecond) of its
+    /// deadline.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.config.acquire_timeout = timeout;
         self
