@@ -3,11 +3,11 @@
 //! configuration each fail within the configured time with an error that
 //! says what is wrong (and never shows the password).
 
-mod failures;
+mod common;
 
 use std::time::Duration;
 
-use failures::{SLACK, chain, display};
+use common::{SLACK, chain, display};
 use pool_postgres::pool_core::TimeoutPhase;
 use pool_postgres::test_server::TestServer;
 use pool_postgres::{PgPool, PoolError};
@@ -32,7 +32,7 @@ async fn failing_get(pool: &PgPool, acquire: Duration) -> (PoolError, Duration) 
 #[tokio::test]
 async fn a_wrong_password_fails_fast_naming_the_cause_and_not_the_password() {
     const SECRET: &str = "Wr0ng-Secret-4711";
-    let server = failures::start(&TestServer::builder().password("postgres", "right-pw-0815"));
+    let server = common::start(&TestServer::builder().password("postgres", "right-pw-0815"));
     let url = format!(
         "postgres://postgres:{SECRET}@127.0.0.1:{}/postgres?connection_limit=2&pool_timeout=5",
         server.port()
@@ -52,7 +52,7 @@ async fn a_wrong_password_fails_fast_naming_the_cause_and_not_the_password() {
         );
     }
     assert!(!format!("{pool:?}").contains(SECRET), "the pool's Debug shows the password");
-    failures::assert_settled(&pool.status());
+    common::assert_settled(&pool.status());
     assert_eq!(pool.status().size, 0);
     drop(pool);
     drop(server);
@@ -85,7 +85,7 @@ async fn a_server_that_never_answers_times_out_after_connect_timeout() {
     assert!(text.contains("timed out"), "{text}");
     assert!(took >= Duration::from_millis(900), "gave up before connect_timeout: {took:?}");
     assert!(took <= Duration::from_secs(1) + SLACK, "connect_timeout=1 not honoured: took {took:?}");
-    failures::assert_settled(&pool.status());
+    common::assert_settled(&pool.status());
     assert_eq!(pool.status().size, 0);
     drop(pool);
     listener.abort();
@@ -101,7 +101,7 @@ async fn a_server_that_never_answers_times_out_after_pool_timeout_without_connec
     assert!(display(&error).contains("timed out"), "{error}");
     assert!(took >= Duration::from_millis(1900), "gave up before pool_timeout: {took:?}");
     assert!(took <= Duration::from_secs(2) + SLACK, "pool_timeout=2 not honoured: took {took:?}");
-    failures::assert_settled(&pool.status());
+    common::assert_settled(&pool.status());
     assert_eq!(pool.status().size, 0);
     drop(pool);
     listener.abort();
@@ -125,7 +125,7 @@ async fn a_port_nothing_listens_on_is_refused_at_once() {
         text.to_lowercase().contains("refused"),
         "Display of the error does not say the connection was refused: {text:?} (full source chain: {full:?})"
     );
-    failures::assert_settled(&pool.status());
+    common::assert_settled(&pool.status());
     assert_eq!(pool.status().size, 0);
 }
 

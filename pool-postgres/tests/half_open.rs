@@ -9,14 +9,14 @@
 //! `acquire_timeout`, must fail a query in flight after `socket_timeout`
 //! and must not reuse that connection.
 
-mod failures;
+mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use failures::{SLACK, backend_pid, backends};
+use common::{SLACK, backend_pid, backends};
 use pool_postgres::PgPool;
 use pool_postgres::test_server::TestServerBuilder;
 use tokio::net::{TcpListener, TcpStream};
@@ -91,7 +91,7 @@ impl Proxy {
         self.accept.abort();
         let _ = self.accept.await;
         let live = Arc::clone(&self.live);
-        failures::wait_until(SLACK, "every proxy task has ended", || {
+        common::wait_until(SLACK, "every proxy task has ended", || {
             let n = live.load(Ordering::SeqCst);
             async move { n == 0 }
         })
@@ -132,8 +132,8 @@ async fn is_active(monitor: &Client, pid: i32) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_connections_are_never_handed_out_and_a_query_on_one_times_out() {
-    let server = failures::start(&TestServerBuilder::new());
-    let monitor = failures::monitor(&server).await;
+    let server = common::start(&TestServerBuilder::new());
+    let monitor = common::monitor(&server).await;
     let proxy = Proxy::start(server.port()).await;
     let app = "failures_half_open";
     let pool = PgPool::from_url(&format!(
@@ -145,7 +145,7 @@ async fn frozen_connections_are_never_handed_out_and_a_query_on_one_times_out() 
         SOCKET.as_secs(),
     ))
     .expect("a valid URL");
-    let watch = failures::StatusWatch::start(pool.clone());
+    let watch = common::StatusWatch::start(pool.clone());
 
     // Four connections through the proxy: three go back idle, one stays busy.
     let mut taken = Vec::new();
@@ -165,7 +165,7 @@ async fn frozen_connections_are_never_handed_out_and_a_query_on_one_times_out() 
         let outcome = busy.query_one("SELECT pg_sleep(5)", &[]).await;
         (busy, outcome, started.elapsed())
     });
-    failures::wait_until(SLACK * 2, "the busy connection runs pg_sleep", || is_active(&monitor, busy_pid))
+    common::wait_until(SLACK * 2, "the busy connection runs pg_sleep", || is_active(&monitor, busy_pid))
         .await;
     proxy.freeze();
 
@@ -233,7 +233,7 @@ async fn frozen_connections_are_never_handed_out_and_a_query_on_one_times_out() 
     }
     watch.finish().await;
     let status = pool.status();
-    failures::assert_settled(&status);
+    common::assert_settled(&status);
     assert!(status.size <= 6, "{status:?}");
 
     // The frozen sessions were really half-open: the server still has them.
@@ -253,7 +253,7 @@ async fn a_check_stuck_on_a_frozen_connection_ends_at_acquire_timeout() {
     // pool_timeout (1 s) shorter than recycle_timeout (the default 5 s):
     // the caller gets a timeout naming the check, in time, and the frozen
     // connection is destroyed, so the next get opens a fresh one.
-    let server = failures::start(&TestServerBuilder::new());
+    let server = common::start(&TestServerBuilder::new());
     let proxy = Proxy::start(server.port()).await;
     let pool = PgPool::from_url(&format!(
         "postgres://postgres@127.0.0.1:{}/postgres?connection_limit=2&pool_timeout=1&verify_idle_after=0\
@@ -282,7 +282,7 @@ async fn a_check_stuck_on_a_frozen_connection_ends_at_acquire_timeout() {
     );
     assert!(took <= Duration::from_secs(1) + SLACK, "{took:?}");
     let status = pool.status();
-    failures::assert_settled(&status);
+    common::assert_settled(&status);
     assert_eq!(status.size, 0, "the frozen connection was kept: {status:?}");
 
     let client = tokio::time::timeout(Duration::from_secs(1) + SLACK, pool.get())

@@ -4,14 +4,14 @@
 //! consistent throughout; and once the server is back the pool serves live
 //! connections again within a few seconds.
 
-mod failures;
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use failures::{SLACK, backends};
+use common::{SLACK, backends};
 use pool_postgres::PgPool;
 use pool_postgres::test_server::{TestServer, TestServerBuilder};
 use tokio::task::JoinSet;
@@ -106,14 +106,14 @@ async fn an_outage_longer_than_acquire_timeout_under_load_is_recovered_from_with
 /// 50 tasks loop get + `SELECT 1`; the server stops, stays down for `down`
 /// (counted from the end of the stop) and starts again.
 async fn restart_under_load(down: Duration, app: &str) {
-    let server = Arc::new(failures::start(&TestServerBuilder::new().max_connections(30)));
+    let server = Arc::new(common::start(&TestServerBuilder::new().max_connections(30)));
     let pool = PgPool::from_url(&format!(
         "{}?connection_limit={POOL_SIZE}&pool_timeout={}&application_name={app}",
         server.url(),
         ACQUIRE.as_secs()
     ))
     .expect("a valid URL");
-    let watch = failures::StatusWatch::start(pool.clone());
+    let watch = common::StatusWatch::start(pool.clone());
     let done = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let mut tasks = JoinSet::new();
@@ -122,7 +122,7 @@ async fn restart_under_load(down: Duration, app: &str) {
     }
 
     // Running normally first.
-    failures::wait_until(SLACK * 2, "the load runs", || {
+    common::wait_until(SLACK * 2, "the load runs", || {
         let ok = tally.ok.load(Ordering::Relaxed);
         async move { ok >= 500 }
     })
@@ -132,7 +132,7 @@ async fn restart_under_load(down: Duration, app: &str) {
     blocking(&server, TestServer::stop).await;
     let stopped_at = Instant::now();
     let failed_before = tally.failed.load(Ordering::Relaxed);
-    failures::wait_until(SLACK * 2, "operations fail while the server is down", || {
+    common::wait_until(SLACK * 2, "operations fail while the server is down", || {
         let failed = tally.failed.load(Ordering::Relaxed);
         async move { failed > failed_before }
     })
@@ -143,14 +143,14 @@ async fn restart_under_load(down: Duration, app: &str) {
     eprintln!("server down for {:?}", back_at - stopped_at);
 
     // New gets succeed again within a few seconds.
-    let recovered = failures::wait_until(ACQUIRE + SLACK * 2, "a get succeeds after the restart", || async {
+    let recovered = common::wait_until(ACQUIRE + SLACK * 2, "a get succeeds after the restart", || async {
         tokio::time::timeout(OP_BOUND, operation(&pool)).await.is_ok_and(|r| r.is_ok())
     })
     .await;
     eprintln!("first successful operation {recovered:?} after the server was back");
     // And the load itself gets through again.
     let ok_back = tally.ok.load(Ordering::Relaxed);
-    failures::wait_until(ACQUIRE + SLACK, "the load succeeds again", || {
+    common::wait_until(ACQUIRE + SLACK, "the load succeeds again", || {
         let ok = tally.ok.load(Ordering::Relaxed);
         async move { ok >= ok_back + 500 }
     })
@@ -179,7 +179,7 @@ async fn restart_under_load(down: Duration, app: &str) {
     assert!(total.slowest <= OP_BOUND, "an operation took {:?}", total.slowest);
     assert!(total.failed > 0, "the restart went unnoticed: did the server really stop?");
     watch.finish().await;
-    failures::assert_settled(&pool.status());
+    common::assert_settled(&pool.status());
 
     // Every connection the pool hands out now is live: take all of them at
     // once (dead ones from before the restart are replaced on the way).
@@ -193,16 +193,16 @@ async fn restart_under_load(down: Duration, app: &str) {
         clients.push(client);
     }
     let status = pool.status();
-    failures::check_invariants(&status).unwrap();
+    common::check_invariants(&status).unwrap();
     assert_eq!((status.size, status.in_use, status.creating, status.waiting), (POOL_SIZE, POOL_SIZE, 0, 0));
     // The server agrees: exactly the pool's connections, nothing leaked.
-    let monitor = failures::monitor(&server).await;
-    failures::wait_until(SLACK, "the server sees exactly the pool's connections", || async {
+    let monitor = common::monitor(&server).await;
+    common::wait_until(SLACK, "the server sees exactly the pool's connections", || async {
         backends(&monitor, app).await.len() == POOL_SIZE
     })
     .await;
     drop(clients);
-    failures::assert_settled(&pool.status());
+    common::assert_settled(&pool.status());
     pool.close_and_wait(Duration::from_secs(5)).await.expect("the pool closes");
     drop(monitor);
     drop(pool);

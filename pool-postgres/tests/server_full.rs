@@ -2,11 +2,11 @@
 //! `acquire_timeout` with the server's own message, the pool keeps no slot
 //! for the failed creates, and once slots are free again it recovers.
 
-mod failures;
+mod common;
 
 use std::time::Duration;
 
-use failures::{SLACK, display};
+use common::{SLACK, display};
 use pool_postgres::PgPool;
 use pool_postgres::test_server::{TestServer, TestServerBuilder};
 use tokio::time::Instant;
@@ -18,7 +18,7 @@ const ACQUIRE: Duration = Duration::from_secs(3);
 async fn hold_slots(server: &TestServer, n: usize) -> Vec<Client> {
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
-        held.push(failures::monitor(server).await);
+        held.push(common::monitor(server).await);
     }
     held
 }
@@ -48,7 +48,7 @@ async fn gets_fail_with(pool: &PgPool, n: usize, needle: &str) {
 
 /// Polls until a `get` plus a query succeeds; returns how long that took.
 async fn recovers(pool: &PgPool) -> Duration {
-    failures::wait_until(ACQUIRE + SLACK * 2, "the pool connects again", || async {
+    common::wait_until(ACQUIRE + SLACK * 2, "the pool connects again", || async {
         match pool.get().await {
             Ok(client) => client.query_one("SELECT 1", &[]).await.is_ok(),
             Err(_) => false,
@@ -60,7 +60,7 @@ async fn recovers(pool: &PgPool) -> Duration {
 /// Every slot held by superusers, none reserved: "sorry, too many clients already".
 #[tokio::test]
 async fn a_full_server_fails_get_with_its_message_and_the_pool_recovers() {
-    let server = failures::start(
+    let server = common::start(
         &TestServerBuilder::new().max_connections(5).setting("superuser_reserved_connections", "0"),
     );
     let app = "failures_server_full";
@@ -76,7 +76,7 @@ async fn a_full_server_fails_get_with_its_message_and_the_pool_recovers() {
     // Twice, so later gets (after backoff set in) are covered too.
     gets_fail_with(&pool, 3, "too many clients").await;
     let status = pool.status();
-    failures::assert_settled(&status);
+    common::assert_settled(&status);
     assert_eq!(status.size, 0, "failed creates left connections counted: {status:?}");
 
     // Free all but one slot (the monitor): the pool gets its connections.
@@ -87,11 +87,11 @@ async fn a_full_server_fails_get_with_its_message_and_the_pool_recovers() {
     let clients = take_all(&pool, 3).await;
     assert_eq!(clients.len(), 3);
     let status = pool.status();
-    failures::check_invariants(&status).unwrap();
+    common::check_invariants(&status).unwrap();
     assert_eq!((status.size, status.in_use, status.creating), (3, 3, 0), "{status:?}");
-    assert_eq!(failures::backends(monitor, app).await.len(), 3, "the server's view differs from the pool's");
+    assert_eq!(common::backends(monitor, app).await.len(), 3, "the server's view differs from the pool's");
     drop(clients);
-    failures::assert_settled(&pool.status());
+    common::assert_settled(&pool.status());
     assert_eq!(pool.status().idle, 3);
     pool.close_and_wait(Duration::from_secs(5)).await.expect("the pool closes");
     drop(held);
@@ -104,7 +104,7 @@ async fn a_full_server_fails_get_with_its_message_and_the_pool_recovers() {
 async fn slots_reserved_for_superusers_fail_get_with_its_message_and_the_pool_recovers() {
     // max_connections=5 with superuser_reserved_connections=3 (the default):
     // ordinary roles get 2.
-    let server = failures::start(
+    let server = common::start(
         &TestServerBuilder::new().max_connections(5).setting("superuser_reserved_connections", "3"),
     );
     let app = "failures_reserved";
@@ -119,7 +119,7 @@ async fn slots_reserved_for_superusers_fail_get_with_its_message_and_the_pool_re
 
     gets_fail_with(&pool, 2, "remaining connection slots are reserved").await;
     let status = pool.status();
-    failures::assert_settled(&status);
+    common::assert_settled(&status);
     assert_eq!(status.size, 0, "failed creates left connections counted: {status:?}");
 
     held.truncate(1);
@@ -128,7 +128,7 @@ async fn slots_reserved_for_superusers_fail_get_with_its_message_and_the_pool_re
     let client = pool.get().await.expect("a connection");
     client.query_one("SELECT 1", &[]).await.expect("a live connection");
     let status = pool.status();
-    failures::check_invariants(&status).unwrap();
+    common::check_invariants(&status).unwrap();
     assert_eq!((status.size, status.creating), (1, 0), "{status:?}");
     drop(client);
     pool.close_and_wait(Duration::from_secs(5)).await.expect("the pool closes");

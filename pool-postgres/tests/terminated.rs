@@ -2,12 +2,12 @@
 //! the service with `pg_terminate_backend`, idle and busy alike. The busy
 //! query fails, and from then on the pool hands out only live connections.
 
-mod failures;
+mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use failures::{SLACK, backend_pid, backends};
+use common::{SLACK, backend_pid, backends};
 use pool_postgres::PgPool;
 use pool_postgres::test_server::TestServerBuilder;
 use tokio::time::Instant;
@@ -54,8 +54,7 @@ async fn terminate_busy_and_idle(pool: &PgPool, monitor: &Client, app: &str) -> 
         let outcome = busy.query_one("SELECT pg_sleep(30)", &[]).await;
         (busy, outcome, started.elapsed())
     });
-    failures::wait_until(SLACK * 2, "the busy connection runs pg_sleep", || is_active(monitor, busy_pid))
-        .await;
+    common::wait_until(SLACK * 2, "the busy connection runs pg_sleep", || is_active(monitor, busy_pid)).await;
     let status = pool.status();
     assert_eq!((status.in_use, status.idle), (1, status.size - 1), "{status:?}");
     assert!(status.size >= 4, "{status:?}");
@@ -96,7 +95,7 @@ async fn terminate_busy_and_idle(pool: &PgPool, monitor: &Client, app: &str) -> 
         "the connection whose session was terminated (its query failed with {error}) went back to \
          the pool as idle: {before:?} -> {after:?}"
     );
-    failures::wait_until(SLACK * 2, "the terminated sessions are gone from the server", || async {
+    common::wait_until(SLACK * 2, "the terminated sessions are gone from the server", || async {
         backends(monitor, app).await.is_empty()
     })
     .await;
@@ -128,14 +127,14 @@ async fn only_live_connections(pool: &PgPool, dead: &HashSet<i32>) {
         assert!(!dead.contains(&pid), "terminated session {pid} handed out again");
     }
     let status = pool.status();
-    failures::assert_settled(&status);
+    common::assert_settled(&status);
 }
 
 /// Waits until every idle connection of the pool has noticed, on its own
 /// socket, that its session ended (what the default `Fast` recycling relies
 /// on when the connection was used less than `verify_idle_after` ago).
 async fn idle_connections_notice(pool: &PgPool) {
-    failures::wait_until(SLACK, "the idle connections notice their sessions ended", || async {
+    common::wait_until(SLACK, "the idle connections notice their sessions ended", || async {
         let mut all_closed = true;
         pool.inner().retain(|conn, _| {
             all_closed &= conn.is_closed();
@@ -148,7 +147,7 @@ async fn idle_connections_notice(pool: &PgPool) {
 
 #[tokio::test]
 async fn terminated_sessions_idle_and_busy_are_replaced_with_default_recycling() {
-    let server = failures::start(&TestServerBuilder::new());
+    let server = common::start(&TestServerBuilder::new());
     let app = "failures_terminated";
     let pool = PgPool::from_url(&format!(
         "{}?connection_limit=5&pool_timeout={}&application_name={app}",
@@ -156,8 +155,8 @@ async fn terminated_sessions_idle_and_busy_are_replaced_with_default_recycling()
         ACQUIRE.as_secs()
     ))
     .expect("a valid URL");
-    let monitor = failures::monitor(&server).await;
-    let watch = failures::StatusWatch::start(pool.clone());
+    let monitor = common::monitor(&server).await;
+    let watch = common::StatusWatch::start(pool.clone());
     let mut all_dead = HashSet::new();
     for _ in 0..ROUNDS {
         let dead = terminate_busy_and_idle(&pool, &monitor, app).await;
@@ -176,7 +175,7 @@ async fn terminated_sessions_idle_and_busy_are_replaced_with_default_recycling()
 async fn terminated_sessions_are_never_handed_out_when_idle_ones_are_verified() {
     // verify_idle_after=0: every reuse is verified with a round trip, so a
     // terminated session is caught even before its socket says so.
-    let server = failures::start(&TestServerBuilder::new());
+    let server = common::start(&TestServerBuilder::new());
     let app = "failures_terminated_verified";
     let pool = PgPool::from_url(&format!(
         "{}?connection_limit=5&pool_timeout={}&verify_idle_after=0&application_name={app}",
@@ -184,8 +183,8 @@ async fn terminated_sessions_are_never_handed_out_when_idle_ones_are_verified() 
         ACQUIRE.as_secs()
     ))
     .expect("a valid URL");
-    let monitor = failures::monitor(&server).await;
-    let watch = failures::StatusWatch::start(pool.clone());
+    let monitor = common::monitor(&server).await;
+    let watch = common::StatusWatch::start(pool.clone());
     let mut all_dead = HashSet::new();
     for _ in 0..ROUNDS {
         all_dead.extend(terminate_busy_and_idle(&pool, &monitor, app).await);

@@ -1,26 +1,52 @@
-//! Shared by the pool-postgres integration tests: throwaway servers, pools
-//! over them, and a raw monitoring connection.
+//! Shared by the pool-postgres integration tests:
+//!
+//! - throwaway servers ([`start`], [`server`], [`server_with_max_connections`])
+//!   and pools over them ([`pool`], [`url`]);
+//! - a raw monitoring connection that looks at the server from the side
+//!   ([`monitor`], [`connections_of`], [`backends`], [`backend_pid`]) and a
+//!   probe for an open transaction ([`in_transaction`]);
+//! - polling with deadlines ([`wait_until`], with [`SLACK`] for loaded
+//!   machines);
+//! - error text ([`display`], [`chain`]) and the WARN events logged while
+//!   something runs ([`warnings_during`]);
+//! - the pool's `status()` invariants, checked once or all along by a
+//!   background watcher ([`watch`]: [`check_invariants`], [`assert_settled`],
+//!   [`StatusWatch`]).
 
-// Each test file uses a different part of this module.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, reason = "each test file uses a different part of this module")]
+
+pub mod watch;
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::time::Duration;
 
 use pool_postgres::PgPool;
-use pool_postgres::test_server::TestServer;
+use pool_postgres::test_server::{TestServer, TestServerBuilder};
+use tokio::time::Instant;
 use tokio_postgres::{Client, NoTls};
+
+#[allow(unused_imports, reason = "unused in the test files that never look at `status()`")]
+pub use watch::{StatusWatch, assert_settled, check_invariants};
+
+/// What every wall-clock bound in these tests allows on top of the
+/// configured timeout: the machine may be loaded (2 cores, other builds).
+pub const SLACK: Duration = Duration::from_secs(3);
+
+/// Starts a throwaway server (blocking the calling thread briefly).
+pub fn start(builder: &TestServerBuilder) -> TestServer {
+    builder.start().expect("start a throwaway PostgreSQL server")
+}
 
 /// A fresh server with default settings.
 pub fn server() -> TestServer {
-    TestServer::start().expect("start a throwaway PostgreSQL server")
+    start(&TestServer::builder())
 }
 
 /// A fresh server allowing `max` connections (none reserved for superusers,
 /// so `max` is exactly what clients get).
 pub fn server_with_max_connections(max: u32) -> TestServer {
-    TestServer::builder()
-        .max_connections(max)
-        .setting("superuser_reserved_connections", "0")
-        .start()
-        .expect("start a throwaway PostgreSQL server")
+    start(&TestServer::builder().max_connections(max).setting("superuser_reserved_connections", "0"))
 }
 
 /// A pool over `server` with pool parameters in the URL's query string.
@@ -53,6 +79,26 @@ pub async fn connections_of(monitor: &Client, application_name: &str) -> i64 {
         .get(0)
 }
 
+/// Server process ids of the client sessions with this `application_name`.
+pub async fn backends(monitor: &Client, application_name: &str) -> Vec<i32> {
+    monitor
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid() \
+             ORDER BY pid",
+            &[&application_name],
+        )
+        .await
+        .expect("list backends")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// The server process id behind a pooled connection (one round trip).
+pub async fn backend_pid(client: &pool_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+    Ok(client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0))
+}
+
 /// Whether the session behind `client` is inside a transaction block:
 /// `SAVEPOINT` fails with `no_active_sql_transaction` outside one.
 pub async fn in_transaction(client: &pool_postgres::Client) -> bool {
@@ -61,6 +107,41 @@ pub async fn in_transaction(client: &pool_postgres::Client) -> bool {
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::NO_ACTIVE_SQL_TRANSACTION) => false,
         Err(e) => panic!("unexpected error probing the transaction state: {e}"),
     }
+}
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` if
+/// it does not within `timeout`. Returns how long it took.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    let deadline = started + timeout;
+    loop {
+        if condition().await {
+            return started.elapsed();
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An error's `Display` text (what a service logs with `{}`).
+pub fn display(error: &dyn StdError) -> String {
+    error.to_string()
+}
+
+/// An error's `Display` text followed by every source's, joined by " <- ".
+pub fn chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(" <- ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Runs `f` and returns the messages of the WARN events it logged through
