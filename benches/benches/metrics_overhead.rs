@@ -12,7 +12,12 @@
 //!   own work (finding the pool's handles, change detection, dispatch);
 //! - `pool-metrics` with the Prometheus recorder installed: the real thing.
 //!
-//! `cargo bench -p pool-metrics --bench overhead`
+//! `cargo bench -p benches --bench metrics_overhead`
+//!
+//! It lives here rather than in `pool-metrics` because a crate's benches
+//! are built with its dev-dependencies: `pool-metrics` tests with Tokio's
+//! `test-util`, under which every clock read also takes the runtime
+//! clock's lock, which no service pays.
 
 use std::hint::black_box;
 use std::sync::Arc;
