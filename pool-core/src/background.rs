@@ -5,28 +5,39 @@
 //! runtime after another, as tests do).
 //!
 //! Tokio drops a task's future when its runtime shuts down, so a guard
-//! inside the task ([`Running`]) is how the pool learns the task is gone.
+//! inside the task ([`Running`]) is how the pool learns the task is gone. A
+//! task that ends because the pool was closed says so
+//! ([`Running::finish`]): it is not started again, so `get` on a closed pool
+//! spawns nothing.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
+/// Not running: the next caller that needs the task starts it.
+const IDLE: u8 = 0;
+/// Running on some runtime.
+const RUNNING: u8 = 1;
+/// Ended for good: the pool was closed.
+const FINISHED: u8 = 2;
+
 /// One background task's handle, kept in the pool's shared state.
 #[derive(Debug, Default)]
 pub(crate) struct Background {
-    running: Arc<AtomicBool>,
+    state: Arc<AtomicU8>,
     wake: Arc<Notify>,
 }
 
 impl Background {
-    /// Whether the task is running (on some runtime).
+    /// Whether the task is running, or has finished for good (either way,
+    /// there is nothing to start).
     pub(crate) fn is_running(&self) -> bool {
-        self.running.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) != IDLE
     }
 
     /// Makes the task run a round now (or as soon as it next waits).
@@ -45,8 +56,8 @@ impl Background {
             return true;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return false };
-        if !self.running.swap(true, Ordering::AcqRel) {
-            let running = Running(Arc::clone(&self.running));
+        if self.state.compare_exchange(IDLE, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            let running = Running(Arc::clone(&self.state));
             runtime.spawn(task(running, Arc::clone(&self.wake)));
         }
         true
@@ -68,11 +79,20 @@ pub(crate) async fn sleep_until_woken(next: Option<Instant>, woken: Pin<&mut Not
 }
 
 /// Held by a running task; marks it stopped when the task ends, however it
-/// ends, so the next caller that needs it starts it again.
-pub(crate) struct Running(Arc<AtomicBool>);
+/// ends, so the next caller that needs it starts it again, unless the task
+/// [finished](Running::finish) for good.
+pub(crate) struct Running(Arc<AtomicU8>);
+
+impl Running {
+    /// The task ends because the pool was closed: never start it again.
+    pub(crate) fn finish(self) {
+        self.0.store(FINISHED, Ordering::Release);
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        // A finished task stays finished.
+        let _ = self.0.compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire);
     }
 }

@@ -36,15 +36,16 @@ pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) -> bool {
 }
 
 async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake_up: Arc<Notify>) {
-    // Dropped in reverse order: first marked stopped, then the waiters woken.
-    let _wake_waiters = WakeWaiters { pool: pool.clone() };
-    let _running = running;
+    let mut stopping = Stopping { pool: pool.clone(), running: Some(running) };
     loop {
         let mut woken = std::pin::pin!(wake_up.notified());
         woken.as_mut().enable();
         let next = {
             let Some(shared) = pool.upgrade() else { return };
             if shared.core.is_closed() {
+                if let Some(running) = stopping.running.take() {
+                    running.finish();
+                }
                 return;
             }
             let expired = shared.core.expire(Instant::now());
@@ -57,14 +58,16 @@ async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake_up: Arc<N
     }
 }
 
-/// Wakes the waiters when the task ends (after it is marked stopped), so
-/// that one of them starts it again if its runtime shut down.
-struct WakeWaiters<M: Manager> {
+/// When the task ends, marks it stopped and then wakes the waiters, so that
+/// one of them starts it again if its runtime shut down.
+struct Stopping<M: Manager> {
     pool: Weak<Shared<M>>,
+    running: Option<Running>,
 }
 
-impl<M: Manager> Drop for WakeWaiters<M> {
+impl<M: Manager> Drop for Stopping<M> {
     fn drop(&mut self) {
+        drop(self.running.take());
         let Some(shared) = self.pool.upgrade() else { return };
         for waker in shared.core.waiting_wakers() {
             wake(Some(waker));

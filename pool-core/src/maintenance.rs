@@ -32,13 +32,14 @@ pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
     shared.maintenance.start(|running, wake| run(Arc::downgrade(shared), running, wake));
 }
 
-async fn run<M: Manager>(pool: Weak<Shared<M>>, _running: Running, wake: Arc<Notify>) {
+async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake: Arc<Notify>) {
     loop {
         let mut woken = std::pin::pin!(wake.notified());
         woken.as_mut().enable();
         let next = {
             let Some(shared) = pool.upgrade() else { return };
             if shared.core.is_closed() {
+                running.finish();
                 return;
             }
             // A panicking manager call ends the round, not the task: the

@@ -191,3 +191,25 @@ async fn a_waiter_granted_a_resource_before_close_still_gets_it() {
     assert_eq!(waiter.await.unwrap().unwrap(), 0, "it was already the waiter's");
     assert_eq!(fake.destroyed_ids(), [(0, DestroyReason::Closed)], "and destroyed when it came back");
 }
+
+#[tokio::test(start_paused = true)]
+async fn background_tasks_end_with_close_and_gets_on_a_closed_pool_start_none() {
+    let fake = Fake::new();
+    let pool = pool(&fake, 1);
+    let held = pool.get().await.unwrap();
+    // A waiter that times out starts the queue's timer beside maintenance.
+    let waited = tokio::time::timeout(Duration::from_secs(1), pool.get()).await;
+    assert!(waited.is_err());
+    let alive = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    assert_eq!(alive(), 2, "maintenance and the queue timer");
+    pool.close();
+    drop(held);
+    // Let both tasks see the close and end.
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(alive(), 0);
+    for _ in 0..10 {
+        // Fails at once: a task it spawned would not have run yet.
+        assert!(matches!(pool.get().await, Err(Error::Closed)));
+    }
+    assert_eq!(alive(), 0, "a closed pool starts no task again");
+}
