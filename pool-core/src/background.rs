@@ -78,9 +78,9 @@ pub(crate) async fn sleep_until_woken(next: Option<Instant>, woken: Pin<&mut Not
     }
 }
 
-/// Held by a running task; marks it stopped when the task ends, however it
-/// ends, so the next caller that needs it starts it again, unless the task
-/// [finished](Running::finish) for good.
+/// Held by a running task; marks it stopped when the task ends, so the next
+/// caller that needs it starts it again, unless the task
+/// [finished](Running::finish) for good or panicked.
 pub(crate) struct Running(Arc<AtomicU8>);
 
 impl Running {
@@ -92,7 +92,10 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // A finished task stays finished.
-        let _ = self.0.compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire);
+        // A task that panicked would panic again if restarted (a runtime
+        // without timers, say): it is not started again either. A finished
+        // task stays finished.
+        let next = if std::thread::panicking() { FINISHED } else { IDLE };
+        let _ = self.0.compare_exchange(RUNNING, next, Ordering::AcqRel, Ordering::Acquire);
     }
 }

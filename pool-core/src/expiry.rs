@@ -32,6 +32,15 @@ use crate::shared::{Shared, wake};
 /// Starts the task on the current runtime unless it runs already; returns
 /// whether it runs now.
 pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) -> bool {
+    if shared.timer.is_running() {
+        return true;
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        // Panics here, in the caller's `get`, with Tokio's own message if
+        // the runtime has no timers (as a `get` with a timer of its own
+        // would), rather than in the task, where no waiter would learn of it.
+        drop(tokio::time::sleep_until(Instant::now()));
+    }
     shared.timer.start(|running, wake_up| run(Arc::downgrade(shared), running, wake_up))
 }
 

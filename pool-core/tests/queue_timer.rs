@@ -159,3 +159,34 @@ fn a_waiter_on_another_runtime_still_times_out_when_the_timer_runtime_shuts_down
     drop(held);
     assert_eq!(counts(&pool), (1, 1, 0, 0, 0));
 }
+
+#[test]
+fn without_timers_a_get_that_must_wait_panics_with_tokios_message_and_no_task_is_respawned() {
+    let fake = Fake::new();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let pool = runtime.block_on(async { pool(&fake) });
+    // Maintenance starts with the pool and dies at its first sleep.
+    runtime.block_on(tokio::task::yield_now());
+    let alive = || runtime.handle().metrics().num_alive_tasks();
+    assert_eq!(alive(), 0);
+    let held = runtime.block_on(async { pool.get().await }).unwrap();
+    assert_eq!(alive(), 0, "a task that panicked is not started again");
+    for _ in 0..2 {
+        // As a `get` arming its own timer would; and again the second time,
+        // rather than waiting without a deadline.
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async { pool.get().await.map(drop) })
+        }))
+        .expect_err("a get that must wait needs timers");
+        let message = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .map(str::to_owned)
+            .or_else(|| panic.downcast_ref::<String>().cloned());
+        assert!(message.as_deref().is_some_and(|m| m.contains("timers are disabled")), "{message:?}");
+        assert_eq!(counts(&pool).4, 0, "its place in the queue was given up");
+    }
+    drop(held);
+    let id = runtime.block_on(async { pool.get().await.map(|conn| conn.id) });
+    assert_eq!(id.unwrap(), 0, "the fast path still works");
+}
