@@ -19,6 +19,12 @@
 //! on its own runtime. A waiter that finds no runtime to start it on fails
 //! with [`Error::NoRuntime`](crate::Error::NoRuntime) rather than waiting
 //! without a deadline.
+//!
+//! The price of one timer: a pool shared by several runtimes has its timer
+//! on one of them, so if every thread of that runtime is blocked (a
+//! current-thread runtime stuck in blocking code), waiters on the other
+//! runtimes time out only once it runs again. With a timer per waiter, each
+//! waiter's own runtime kept its deadline.
 
 use std::sync::{Arc, Weak};
 
