@@ -190,3 +190,52 @@ fn without_timers_a_get_that_must_wait_panics_with_tokios_message_and_no_task_is
     let id = runtime.block_on(async { pool.get().await.map(|conn| conn.id) });
     assert_eq!(id.unwrap(), 0, "the fast path still works");
 }
+
+#[test]
+fn timeouts_cancellations_and_handoffs_race_on_two_threads_without_losing_anything() {
+    // Real time on a two-thread runtime: the queue's timer, returns and
+    // cancellations really race. Only the outcome is checked, never a time.
+    let fake = Fake::new();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let served = runtime.block_on(async {
+        let pool = Pool::builder(fake.clone())
+            .max_size(2)
+            .acquire_timeout(Duration::from_millis(2))
+            .build()
+            .unwrap();
+        let mut tasks = Vec::new();
+        for seed in 0..32u64 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut served = 0;
+                let mut n = seed;
+                for _ in 0..1000 {
+                    n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    let patience = Duration::from_micros(300 + (n >> 60) * 200);
+                    match tokio::time::timeout(patience, pool.get()).await {
+                        Ok(Ok(conn)) => {
+                            served += 1;
+                            if n & 4 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                            drop(conn);
+                        }
+                        Ok(Err(Error::Timeout { phase: TimeoutPhase::Wait, .. })) | Err(_) => {}
+                        Ok(Err(other)) => panic!("unexpected error: {other}"),
+                    }
+                    let status = pool.status();
+                    assert!(status.idle <= status.size && status.size <= status.max_size, "{status:?}");
+                }
+                served
+            }));
+        }
+        let mut served = 0;
+        for task in tasks {
+            served += task.await.unwrap();
+        }
+        assert_eq!(counts(&pool), (2, 2, 0, 0, 0), "nothing lost, nobody left waiting");
+        served
+    });
+    assert!(served > 0);
+    assert_eq!(fake.created(), 2, "no resource was lost and replaced");
+}
