@@ -7,7 +7,7 @@
 //! per call or cached.
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::{NoTls, Statement};
+use tokio_postgres::NoTls;
 
 use crate::measurement::OpError;
 use crate::workloads::Workload;
@@ -147,7 +147,7 @@ impl Runner {
             Self::Naive { config } => {
                 let (mut client, connection) = config.connect(NoTls).await.map_err(|e| OpError::of(&e))?;
                 let driver = tokio::spawn(connection);
-                let out = raw_text(&mut client, workload, key).await;
+                let out = raw_op(&mut client, workload.sql(), workload, key).await;
                 // Close the session and wait for the socket to go, as a
                 // program that connects per call does when the client drops.
                 drop(client);
@@ -160,7 +160,7 @@ impl Runner {
                     .build()
                     .map_err(|e| OpError::new("config", e.to_string()))?;
                 let mut client = pool.get().await.map_err(|e| pool_error(&e))?;
-                let out = pool_text(&mut client, workload, key).await;
+                let out = pool_op(&mut client, workload.sql(), workload, key).await;
                 drop(client);
                 drop(pool);
                 out
@@ -170,9 +170,9 @@ impl Runner {
                 if *cached {
                     let statement =
                         client.prepare_cached(workload.sql()).await.map_err(|e| OpError::of(&e))?;
-                    raw_prepared(&mut client, &statement, workload, key).await
+                    raw_op(&mut client, &statement, workload, key).await
                 } else {
-                    raw_text(&mut client, workload, key).await
+                    raw_op(&mut client, workload.sql(), workload, key).await
                 }
             }
             Self::Bb8 { pool } => {
@@ -182,16 +182,16 @@ impl Runner {
                         OpError::new("timeout", "bb8: timed out waiting for a connection")
                     }
                 })?;
-                raw_text(&mut client, workload, key).await
+                raw_op(&mut client, workload.sql(), workload, key).await
             }
             Self::Pool { pool, prepared } => {
                 let mut client = pool.get().await.map_err(|e| pool_error(&e))?;
                 if *prepared {
                     let statement =
                         client.prepare_cached(workload.sql()).await.map_err(|e| OpError::of(&e))?;
-                    pool_prepared(&mut client, &statement, workload, key).await
+                    pool_op(&mut client, &statement, workload, key).await
                 } else {
-                    pool_text(&mut client, workload, key).await
+                    pool_op(&mut client, workload.sql(), workload, key).await
                 }
             }
         }
@@ -229,83 +229,56 @@ fn check_row(workload: Workload, row: &tokio_postgres::Row, key: i32) -> Result<
     }
 }
 
-/// One operation on a plain tokio-postgres client with SQL text: each
-/// statement is prepared (one round trip) and then executed (another).
-async fn raw_text(client: &mut tokio_postgres::Client, workload: Workload, key: i32) -> Result<(), OpError> {
-    let sql = workload.sql();
-    match workload {
-        Workload::Select1 => check_row(workload, &client.query_one(sql, &[]).await.map_err(|e| db(&e))?, key),
-        Workload::PointRead => {
-            check_row(workload, &client.query_one(sql, &[&key]).await.map_err(|e| db(&e))?, key)
-        }
-        Workload::ShortTx => {
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
-            let n = tx.execute(sql, &[&key]).await.map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
-            one_row_changed(n)
-        }
-    }
-}
-
-/// One operation on a plain tokio-postgres client with a prepared statement.
-async fn raw_prepared(
+/// One operation on a plain tokio-postgres client, with SQL text (each
+/// statement is then prepared, one round trip, and executed, another) or
+/// with a prepared statement.
+async fn raw_op<Q>(
     client: &mut tokio_postgres::Client,
-    statement: &Statement,
+    query: &Q,
     workload: Workload,
     key: i32,
-) -> Result<(), OpError> {
+) -> Result<(), OpError>
+where
+    Q: tokio_postgres::ToStatement + ?Sized + Sync,
+{
     match workload {
         Workload::Select1 => {
-            check_row(workload, &client.query_one(statement, &[]).await.map_err(|e| db(&e))?, key)
+            check_row(workload, &client.query_one(query, &[]).await.map_err(|e| db(&e))?, key)
         }
         Workload::PointRead => {
-            check_row(workload, &client.query_one(statement, &[&key]).await.map_err(|e| db(&e))?, key)
+            check_row(workload, &client.query_one(query, &[&key]).await.map_err(|e| db(&e))?, key)
         }
         Workload::ShortTx => {
             let tx = client.transaction().await.map_err(|e| db(&e))?;
-            let n = tx.execute(statement, &[&key]).await.map_err(|e| db(&e))?;
+            let n = tx.execute(query, &[&key]).await.map_err(|e| db(&e))?;
             tx.commit().await.map_err(|e| db(&e))?;
             one_row_changed(n)
         }
     }
 }
 
-/// One operation through pool-postgres's client guard with SQL text. Inside
-/// `transaction()` the statement goes through tokio-postgres's
-/// `Transaction`, which has no statement cache, as user code would write it.
-async fn pool_text(client: &mut pool_postgres::Client, workload: Workload, key: i32) -> Result<(), OpError> {
-    let sql = workload.sql();
-    match workload {
-        Workload::Select1 => check_row(workload, &client.query_one(sql, &[]).await.map_err(|e| db(&e))?, key),
-        Workload::PointRead => {
-            check_row(workload, &client.query_one(sql, &[&key]).await.map_err(|e| db(&e))?, key)
-        }
-        Workload::ShortTx => {
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
-            let n = tx.execute(sql, &[&key]).await.map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
-            one_row_changed(n)
-        }
-    }
-}
-
-/// One operation through pool-postgres's client guard with a prepared statement.
-async fn pool_prepared(
+/// One operation through pool-postgres's client guard, with SQL text
+/// (prepared once per connection by its statement cache, also inside
+/// `transaction()`) or with a prepared statement.
+async fn pool_op<Q>(
     client: &mut pool_postgres::Client,
-    statement: &Statement,
+    query: &Q,
     workload: Workload,
     key: i32,
-) -> Result<(), OpError> {
+) -> Result<(), OpError>
+where
+    Q: pool_postgres::Query + ?Sized,
+{
     match workload {
         Workload::Select1 => {
-            check_row(workload, &client.query_one(statement, &[]).await.map_err(|e| db(&e))?, key)
+            check_row(workload, &client.query_one(query, &[]).await.map_err(|e| db(&e))?, key)
         }
         Workload::PointRead => {
-            check_row(workload, &client.query_one(statement, &[&key]).await.map_err(|e| db(&e))?, key)
+            check_row(workload, &client.query_one(query, &[&key]).await.map_err(|e| db(&e))?, key)
         }
         Workload::ShortTx => {
             let tx = client.transaction().await.map_err(|e| db(&e))?;
-            let n = tx.execute(statement, &[&key]).await.map_err(|e| db(&e))?;
+            let n = tx.execute(query, &[&key]).await.map_err(|e| db(&e))?;
             tx.commit().await.map_err(|e| db(&e))?;
             one_row_changed(n)
         }
