@@ -1,7 +1,6 @@
 //! [`PoolMetrics`]: the observer that turns pool events into metrics.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
@@ -196,11 +195,12 @@ struct PoolHandles {
     /// `pool_connections`, `_idle`, `_active`, `_waiting`, `_pending`, `_max`, `_min`.
     gauges: [Gauge; GAUGES.len()],
     /// The values last written to `gauges`, to skip rewriting those that did
-    /// not change (most of them, on most events). Plain loads and stores: two
-    /// events that race may write their values in either order, as they
-    /// could with a lock (events are sent after the pool's lock is released),
-    /// and the next event writes the current counts again.
-    written: [AtomicUsize; GAUGES.len()],
+    /// not change (most of them, on most events). The lock keeps the values
+    /// and the gauges in step when events race: with plain atomics, two
+    /// racing events could leave `written` holding one's value and the gauge
+    /// the other's, and every later event with `written`'s value would skip
+    /// the write, leaving the gauge wrong until the count changed again.
+    written: Mutex<[usize; GAUGES.len()]>,
     created: Counter,
     errors: Counter,
     rejected: Counter,
@@ -223,7 +223,7 @@ impl PoolHandles {
         let handles = Self {
             pool: pool.into(),
             gauges: GAUGES.map(gauge),
-            written: Default::default(),
+            written: Mutex::new([0; GAUGES.len()]),
             created: counter(names::CREATED_TOTAL),
             errors: counter(names::ERRORS_TOTAL),
             rejected: counter(names::REJECTED_TOTAL),
@@ -284,9 +284,10 @@ impl PoolHandles {
             status.max_size,
             status.min_idle,
         ];
-        for ((gauge, old), new) in self.gauges.iter().zip(&self.written).zip(values) {
-            if old.load(Ordering::Relaxed) != new {
-                old.store(new, Ordering::Relaxed);
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((gauge, old), new) in self.gauges.iter().zip(&mut *written).zip(values) {
+            if *old != new {
+                *old = new;
                 gauge.set(new as f64);
             }
         }
