@@ -185,11 +185,7 @@ impl<M: Manager> Shared<M> {
             entry.lease.acquired_at = Some(now);
             if self.observed() {
                 let waited = clock.started.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-                let kind = EventKind::Acquired { waited };
-                match snapshot {
-                    Some(status) => self.emit_with(status, kind),
-                    None => self.emit_with(&self.core.status(), kind),
-                }
+                self.emit_after(snapshot, EventKind::Acquired { waited });
             }
             entry.lease.leak = self.leaks.as_ref().map(|leaks| leaks.register(now, location));
         }

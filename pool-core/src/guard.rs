@@ -91,11 +91,7 @@ impl<M: Manager> Pooled<M> {
         if let Some(held) = held
             && self.shared.observed()
         {
-            let kind = EventKind::Released { held };
-            match status {
-                Some(status) => self.shared.emit_with(status, kind),
-                None => self.shared.emit_with(&self.shared.core.status(), kind),
-            }
+            self.shared.emit_after(status, EventKind::Released { held });
         }
     }
 }

@@ -101,9 +101,7 @@ impl<M: Manager> Pool<M> {
     }
 
     fn start_maintenance(&self) {
-        if !self.shared.maintenance.is_running() {
-            maintenance::start(&self.shared);
-        }
+        maintenance::start(&self.shared);
     }
 
     /// The pool's counts, all from the same instant.

@@ -70,6 +70,16 @@ impl<M: Manager> Shared<M> {
         self.emit_with(&self.core.status(), kind);
     }
 
+    /// Sends an event with the counts read in the critical section of the
+    /// operation that caused it, if that `snapshot` is still the right one,
+    /// and with the counts now otherwise.
+    pub(crate) fn emit_after(&self, snapshot: Option<&Status>, kind: EventKind<'_>) {
+        match snapshot {
+            Some(status) => self.emit_with(status, kind),
+            None => self.emit_with(&self.core.status(), kind),
+        }
+    }
+
     /// Sends an event with counts already read (in the critical section of
     /// the operation that caused it).
     pub(crate) fn emit_with(&self, status: &Status, kind: EventKind<'_>) {
