@@ -7,10 +7,15 @@ pub(crate) use loom::sync::{Mutex as RawMutex, MutexGuard};
 #[cfg(not(pool_loom))]
 pub(crate) use std::sync::{Mutex as RawMutex, MutexGuard};
 
-/// A mutex that ignores poisoning. The engine never runs user code while
+/// A mutex that ignores poisoning, aligned to a cache line so the lock word
+/// and the first fields of the state behind it share one (see
+/// `engine::State`).
+///
+/// It ignores poisoning: the engine never runs user code while
 /// holding it, and every critical section leaves the state consistent before
 /// anything that could panic, so a poisoned lock carries a valid state.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(crate) struct Mutex<T>(RawMutex<T>);
 
 impl<T> Mutex<T> {

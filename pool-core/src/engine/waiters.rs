@@ -1,9 +1,13 @@
 //! The FIFO queue of tasks waiting in `get`.
 //!
-//! A doubly linked list threaded through a slab (`Vec` of nodes plus a free
-//! list), so a waiter is appended, served from the front, or removed from
-//! anywhere (when its `get` is cancelled) in O(1), and no node is allocated
-//! per wait once the slab has grown to the largest queue seen.
+//! A doubly linked list threaded through a slab (a `Vec` of nodes whose free
+//! ones are chained through their `next` link), so a waiter is appended,
+//! served from the front, or removed from anywhere (when its `get` is
+//! cancelled) in O(1), and no node is allocated per wait once the slab has
+//! grown to the largest queue seen. Joining and leaving touch only the node
+//! and the queue's header: the free chain lives in the nodes themselves, so
+//! there is no separate free-list buffer for the two runtime threads to pass
+//! back and forth.
 //!
 //! A node belongs to its waiter from `push_back` until the waiter calls
 //! [`WaiterQueue::release`]; serving a waiter unlinks the node and stores the
@@ -33,17 +37,22 @@ struct Node<T> {
     state: NodeState<T>,
 }
 
+/// `len` comes first so that, placed right after the idle list and counts
+/// in [`State`](super::State), it shares their cache line: a `get` that finds
+/// a resource reads it without touching the rest of the queue.
+#[repr(C)]
 pub(crate) struct WaiterQueue<T> {
-    nodes: Vec<Node<T>>,
-    free: Vec<usize>,
+    len: usize,
     head: usize,
     tail: usize,
-    len: usize,
+    /// The first free node; free nodes are chained through `next`.
+    free: usize,
+    nodes: Vec<Node<T>>,
 }
 
 impl<T> WaiterQueue<T> {
     pub(crate) const fn new() -> Self {
-        Self { nodes: Vec::new(), free: Vec::new(), head: NIL, tail: NIL, len: 0 }
+        Self { len: 0, head: NIL, tail: NIL, free: NIL, nodes: Vec::new() }
     }
 
     /// Tasks queued and not yet served.
@@ -59,12 +68,14 @@ impl<T> WaiterQueue<T> {
     /// `deadline`, and returns its key.
     pub(crate) fn push_back(&mut self, waker: Waker, deadline: Option<Instant>) -> usize {
         let node = Node { prev: self.tail, next: NIL, deadline, state: NodeState::Waiting(Some(waker)) };
-        let key = if let Some(key) = self.free.pop() {
-            self.nodes[key] = node;
-            key
-        } else {
+        let key = if self.free == NIL {
             self.nodes.push(node);
             self.nodes.len() - 1
+        } else {
+            let key = self.free;
+            self.free = self.nodes[key].next;
+            self.nodes[key] = node;
+            key
         };
         if self.tail == NIL {
             self.head = key;
@@ -119,15 +130,17 @@ impl<T> WaiterQueue<T> {
     /// it held: `None` if it was still waiting, the grant if it had been served.
     pub(crate) fn release(&mut self, key: usize) -> Option<Grant<T>> {
         let state = std::mem::replace(&mut self.nodes[key].state, NodeState::Free);
-        self.free.push(key);
-        match state {
+        let grant = match state {
             NodeState::Waiting(_) => {
                 self.unlink(key);
                 None
             }
             NodeState::Granted(grant) => Some(grant),
             NodeState::Free => unreachable!("a waiter key was released twice"),
-        }
+        };
+        self.nodes[key].next = self.free;
+        self.free = key;
+        grant
     }
 
     fn unlink(&mut self, key: usize) {
