@@ -2,7 +2,7 @@
 //! the call finishes at once.
 //!
 //! The future is polled once inline; only if it is still pending is a Tokio
-//! timer armed. A no-op `recycle` therefore costs no clock read and no timer
+//! timer armed (and boxed, as it is large). A no-op `recycle` therefore costs no clock read and no timer
 //! registration, which keeps the uncontended `get` cheap.
 
 use std::future::{Future, poll_fn};
@@ -33,7 +33,9 @@ pub(crate) async fn run_until<F: Future>(
     match deadline() {
         None => Ran::Done(fut.await),
         Some(_) if tokio::runtime::Handle::try_current().is_err() => Ran::NoRuntime,
-        Some(at) => match tokio::time::timeout_at(at, fut).await {
+        // Boxed: a timer is large, and this future lives inline in `get`'s
+        // (see `Shared::acquire`); a call that got here waits on the backend.
+        Some(at) => match Box::pin(tokio::time::timeout_at(at, fut)).await {
             Ok(out) => Ran::Done(out),
             Err(_) => Ran::TimedOut,
         },

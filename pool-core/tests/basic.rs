@@ -1,5 +1,5 @@
 //! The everyday path: get, return, reuse, counts, reuse order, detach,
-//! discard, `try_get`, and settings validation.
+//! discard, `try_get`, settings validation, and the size of `get`'s future.
 
 mod common;
 
@@ -268,4 +268,28 @@ fn outside_a_runtime_get_works_until_it_must_wait_then_fails_with_no_runtime() {
     assert_eq!(counts(&pool), (1, 0, 1, 0, 0), "its place in the queue was given up");
     drop(held);
     assert_eq!(counts(&pool), (1, 1, 0, 0, 0));
+}
+
+/// A manager whose resources cost nothing, so the size of `get`'s future
+/// below is the pool's own.
+struct Noop;
+
+impl pool_core::Manager for Noop {
+    type Resource = u8;
+    type Error = std::io::Error;
+
+    async fn create(&self) -> Result<u8, std::io::Error> {
+        Ok(0)
+    }
+}
+
+#[tokio::test]
+async fn the_get_future_carries_only_the_fast_path() {
+    let pool = Pool::builder(Noop).build().expect("valid settings");
+    let get = pool.get();
+    let size = std::mem::size_of_val(&get);
+    // 672 bytes with the slow path inline, whose moves cost the
+    // uncontended get more than boxing it costs a get that waits.
+    assert!(size <= 256, "get's future is {size} bytes: is the slow path inline again?");
+    drop(get.await.expect("a resource"));
 }
