@@ -291,6 +291,7 @@ impl<M: Manager> Shared<M> {
         let generation = self.core.generation();
         let began = Instant::now();
         let create_timeout = self.config.create_timeout;
+        self.emit(EventKind::Creating);
         // Boxed: a backend's create future can be large (tokio-postgres with
         // TLS: ~18 KB), and inline it would bloat every caller's future.
         let ran = run_until(Box::pin(self.manager.create()), || {

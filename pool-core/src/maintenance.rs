@@ -160,6 +160,7 @@ impl<M: Manager> Shared<M> {
         let Some(turn) = self.backoff.turn(Instant::now().checked_add(timeout)).await else { return };
         let generation = self.core.generation();
         let began = Instant::now();
+        self.emit(EventKind::Creating);
         match tokio::time::timeout(timeout, self.manager.create()).await {
             Ok(Ok(resource)) => {
                 let now = Instant::now();

@@ -36,6 +36,9 @@ pub struct Event<'a> {
 pub enum EventKind<'a> {
     /// The pool was built.
     Started,
+    /// A slot was reserved and `create` is about to run (`status.creating`
+    /// counts it), for a caller of `get` or to keep `min_idle`.
+    Creating,
     /// A new resource was created, taking `took`.
     Created {
         /// How long `create` ran.
@@ -82,6 +85,9 @@ pub enum EventKind<'a> {
         /// Where the `get` that took it was called.
         location: &'static Location<'static>,
     },
+    /// [`Pool::resize`](crate::Pool::resize) set a new `max_size`
+    /// (`status.max_size`), and idle resources above it were removed.
+    Resized,
     /// The pool was closed.
     Closed,
 }
@@ -90,6 +96,7 @@ impl std::fmt::Debug for EventKind<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Started => f.write_str("Started"),
+            Self::Creating => f.write_str("Creating"),
             Self::Created { took } => f.debug_struct("Created").field("took", took).finish(),
             Self::CreateFailed { took, error } => f
                 .debug_struct("CreateFailed")
@@ -100,6 +107,7 @@ impl std::fmt::Debug for EventKind<'_> {
             Self::Released { held } => f.debug_struct("Released").field("held", held).finish(),
             Self::TimedOut { phase } => f.debug_struct("TimedOut").field("phase", phase).finish(),
             Self::Queued => f.write_str("Queued"),
+            Self::Resized => f.write_str("Resized"),
             Self::Cancelled => f.write_str("Cancelled"),
             Self::Rejected => f.write_str("Rejected"),
             Self::Destroyed { reason } => f.debug_struct("Destroyed").field("reason", reason).finish(),

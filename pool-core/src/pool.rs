@@ -192,6 +192,7 @@ impl<M: Manager> Pool<M> {
         let removed = self.shared.core.resize(max_size);
         tracing::info!(pool = %self.shared.config.name, max_size, "pool resized");
         self.shared.settle_removed(removed);
+        self.shared.emit(EventKind::Resized);
         self.shared.maintenance.wake();
         Ok(())
     }

@@ -246,6 +246,7 @@ async fn events_trace_a_get_and_a_return() {
         recorder.seen(),
         [
             Seen::Started,
+            Seen::Creating,
             Seen::Created,
             Seen::Acquired(Duration::ZERO),
             Seen::Released(Duration::from_millis(5))

@@ -5,7 +5,7 @@ mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use common::{Fake, counts, settle, slow};
+use common::{Fake, Recorder, Seen, counts, settle, slow};
 use pool_core::{DestroyReason, Pool, Pooled};
 
 fn pool(fake: &Fake, max_size: usize) -> Pool<Fake> {
@@ -157,4 +157,16 @@ async fn retain_with_a_panicking_predicate_loses_no_resource() {
     assert_eq!(counts(&pool), (4, 4, 0, 0, 0), "every resource is idle again, none is lost");
     assert_eq!(get_many(&pool, 4).await.len(), 4);
     assert_eq!(fake.created(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resize_tells_observers_the_new_max_size() {
+    let recorder = Recorder::new();
+    let pool = Pool::builder(Fake::new()).max_size(2).observer(recorder.clone()).build().unwrap();
+    let held = get_many(&pool, 2).await;
+    drop(held);
+    pool.resize(1).unwrap();
+    let (seen, status) = recorder.last().expect("events were sent");
+    assert_eq!(seen, Seen::Resized);
+    assert_eq!((status.max_size, status.idle), (1, 1), "sent after the idle resource above the size went");
 }

@@ -59,12 +59,12 @@ impl PoolMetrics {
     /// Sets the gauges of the pool named `pool` from `status` (usually
     /// [`Pool::status`]), as an event would.
     ///
-    /// Events keep the gauges current, but a few changes send none of their
-    /// own (a connection being opened, a `resize`, a keepalive check; see
-    /// the crate's "Fresh gauges"), so in a quiet pool a gauge can show the
-    /// count of the last event for a while. Call this before rendering the
-    /// metrics (in a `/metrics` handler) for gauges exact at every scrape,
-    /// or let [`refresh_every`](Self::refresh_every) call it periodically.
+    /// Events keep the gauges current, with two gaps (see the crate's
+    /// "Fresh gauges"): a keepalive check sends no event, and two racing
+    /// events can leave the older status in the gauges until the next one.
+    /// Call this before rendering the metrics (in a `/metrics` handler) for
+    /// gauges exact at every scrape, or let
+    /// [`refresh_every`](Self::refresh_every) call it periodically.
     pub fn record_status(&self, pool: &str, status: &Status) {
         self.with_handles(pool, |handles| handles.set_gauges(status));
     }

@@ -218,6 +218,38 @@ fn gauges_count_tasks_as_soon_as_they_wait() {
     });
 }
 
+/// Events alone, without `record_status`: a connection being opened shows
+/// as pending while `create` runs.
+#[test]
+fn gauges_count_a_connection_as_pending_while_it_opens() {
+    run(|snapshotter| async move {
+        let fake = Fake::new();
+        fake.script_create([Outcome::Slow(secs(5.0))]);
+        let pool = pool(&fake, "orders", 3, pool_metrics::observer()).build().unwrap();
+        let opening = {
+            let pool = pool.clone();
+            tokio::spawn(async move { drop(pool.get().await) })
+        };
+        until(|| pool.status().creating == 1).await;
+
+        let metrics = Metrics::take(&snapshotter);
+        assert_eq!(metrics.counts("orders"), [0, 0, 0, 0, 1]);
+        opening.await.unwrap();
+    });
+}
+
+/// Events alone, without `record_status`: `resize` moves the max gauge.
+#[test]
+fn gauges_follow_a_resize() {
+    run(|snapshotter| async move {
+        let pool = pool(&Fake::new(), "orders", 3, pool_metrics::observer()).build().unwrap();
+        pool.resize(7).unwrap();
+
+        let metrics = Metrics::take(&snapshotter);
+        assert_eq!(metrics.gauge(MAX, "orders"), 7);
+    });
+}
+
 #[test]
 fn a_failed_create_counts_an_error_and_no_creation() {
     run(|snapshotter| async move {

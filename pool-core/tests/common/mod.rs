@@ -241,6 +241,8 @@ impl Manager for Fake {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Seen {
     Started,
+    Creating,
+    Resized,
     Created,
     CreateFailed(String),
     Acquired(Duration),
@@ -269,6 +271,11 @@ impl Recorder {
         lock(&self.events).iter().map(|(seen, _)| seen.clone()).collect()
     }
 
+    /// The last event, with the status it carried.
+    pub(crate) fn last(&self) -> Option<(Seen, Status)> {
+        lock(&self.events).last().cloned()
+    }
+
     /// How many events so far match.
     pub(crate) fn count(&self, f: impl Fn(&Seen) -> bool) -> usize {
         lock(&self.events).iter().filter(|(seen, _)| f(seen)).count()
@@ -279,6 +286,8 @@ impl Observer for Recorder {
     fn on_event(&self, event: &Event<'_>) {
         let seen = match &event.kind {
             EventKind::Started => Seen::Started,
+            EventKind::Creating => Seen::Creating,
+            EventKind::Resized => Seen::Resized,
             EventKind::Created { .. } => Seen::Created,
             EventKind::CreateFailed { error, .. } => Seen::CreateFailed(error.to_string()),
             EventKind::Acquired { waited } => Seen::Acquired(*waited),
