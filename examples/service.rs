@@ -181,8 +181,8 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    // Gauges exact at every scrape (events keep them current, but two racing
-    // events can leave the older counts until the next one).
+    // Gauges exact at every scrape, also while a keepalive check runs
+    // (events keep them current otherwise).
     state.metrics.record_status(state.pool.inner().name(), &state.pool.status());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render()).into_response()
 }

@@ -27,4 +27,15 @@ pub struct Status {
     pub waiting: usize,
     /// Whether [`Pool::close`](crate::Pool::close) was called.
     pub closed: bool,
+    /// Which pool this is a snapshot of: a number of its own for every pool
+    /// built in this process, so two pools with the same name (one built
+    /// to replace the other, say) can be told apart.
+    pub pool_id: u64,
+    /// Grows with every snapshot the pool takes (events' and
+    /// [`Pool::status`](crate::Pool::status)'s alike): of two snapshots of
+    /// one pool, the one with the larger `sequence` is the newer. Events
+    /// reach observers on the tasks where they happened, so two of them can
+    /// arrive out of order; an observer that keeps counts (a gauge) keeps
+    /// the newest by comparing this.
+    pub sequence: u64,
 }

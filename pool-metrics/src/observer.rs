@@ -59,12 +59,12 @@ impl PoolMetrics {
     /// Sets the gauges of the pool named `pool` from `status` (usually
     /// [`Pool::status`]), as an event would.
     ///
-    /// Events keep the gauges current, with two gaps (see the crate's
-    /// "Fresh gauges"): a keepalive check sends no event, and two racing
-    /// events can leave the older status in the gauges until the next one.
-    /// Call this before rendering the metrics (in a `/metrics` handler) for
-    /// gauges exact at every scrape, or let
-    /// [`refresh_every`](Self::refresh_every) call it periodically.
+    /// Events keep the gauges current, except while a keepalive check or
+    /// [`Pool::retain`] runs (see the crate's "Fresh gauges"). Call this
+    /// before rendering the metrics (in a `/metrics` handler) for gauges
+    /// exact at every scrape, or let [`refresh_every`](Self::refresh_every)
+    /// call it periodically. A `status` older than the one the gauges show
+    /// ([`Status::sequence`]) is ignored.
     pub fn record_status(&self, pool: &str, status: &Status) {
         self.with_handles(pool, |handles| handles.set_gauges(status));
     }
@@ -195,12 +195,13 @@ struct PoolHandles {
     /// `pool_connections`, `_idle`, `_active`, `_waiting`, `_pending`, `_max`, `_min`.
     gauges: [Gauge; GAUGES.len()],
     /// The values last written to `gauges`, to skip rewriting those that did
-    /// not change (most of them, on most events). The lock keeps the values
-    /// and the gauges in step when events race: with plain atomics, two
-    /// racing events could leave `written` holding one's value and the gauge
-    /// the other's, and every later event with `written`'s value would skip
-    /// the write, leaving the gauge wrong until the count changed again.
-    written: Mutex<[usize; GAUGES.len()]>,
+    /// not change (most of them, on most events), and the `sequence` of the
+    /// status they came from. The lock keeps the values and the gauges in
+    /// step when events race: with plain atomics, two racing events could
+    /// leave `written` holding one's value and the gauge the other's, and
+    /// every later event with `written`'s value would skip the write,
+    /// leaving the gauge wrong until the count changed again.
+    written: Mutex<Written>,
     created: Counter,
     errors: Counter,
     rejected: Counter,
@@ -223,7 +224,7 @@ impl PoolHandles {
         let handles = Self {
             pool: pool.into(),
             gauges: GAUGES.map(gauge),
-            written: Mutex::new([0; GAUGES.len()]),
+            written: Mutex::new(Written { values: [0; GAUGES.len()], pool_id: 0, sequence: 0 }),
             created: counter(names::CREATED_TOTAL),
             errors: counter(names::ERRORS_TOTAL),
             rejected: counter(names::REJECTED_TOTAL),
@@ -272,7 +273,10 @@ impl PoolHandles {
         }
     }
 
-    /// Brings every gauge to `status`, writing only those that changed.
+    /// Brings every gauge to `status`, writing only those that changed,
+    /// unless the gauges already show a newer status of the same pool:
+    /// events reach the observer on the tasks where they happened, so an
+    /// older one can arrive last, and the gauges must not go back to it.
     #[inline]
     fn set_gauges(&self, status: &Status) {
         let values = [
@@ -285,13 +289,28 @@ impl PoolHandles {
             status.min_idle,
         ];
         let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-        for ((gauge, old), new) in self.gauges.iter().zip(&mut *written).zip(values) {
+        if status.pool_id == written.pool_id && status.sequence < written.sequence {
+            return;
+        }
+        (written.pool_id, written.sequence) = (status.pool_id, status.sequence);
+        for ((gauge, old), new) in self.gauges.iter().zip(&mut written.values).zip(values) {
             if *old != new {
                 *old = new;
                 gauge.set(new as f64);
             }
         }
     }
+}
+
+/// What [`PoolHandles::set_gauges`] last wrote.
+#[derive(Debug)]
+struct Written {
+    values: [usize; GAUGES.len()],
+    /// The `Status::pool_id` and `Status::sequence` the values came from:
+    /// a status of the same pool with a smaller sequence is older. One of
+    /// another pool with the same name (a replacement) is taken as it comes.
+    pool_id: u64,
+    sequence: u64,
 }
 
 fn closed_counter(pool: &str, reason: DestroyReason) -> Counter {

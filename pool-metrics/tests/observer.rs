@@ -250,6 +250,44 @@ fn gauges_follow_a_resize() {
     });
 }
 
+/// Events reach the observer on the tasks where they happened, so an older
+/// status can arrive after a newer one: the gauges keep the newer.
+#[test]
+fn an_older_status_arriving_last_does_not_turn_the_gauges_back() {
+    run(|snapshotter| async move {
+        let metrics = Arc::new(PoolMetrics::new());
+        let pool = pool(&Fake::new(), "orders", 3, metrics.clone()).build().unwrap();
+        let older = pool.status();
+        let held = pool.get().await.unwrap();
+        let newer = pool.status();
+        metrics.record_status("orders", &newer);
+        metrics.record_status("orders", &older);
+
+        let metrics = Metrics::take(&snapshotter);
+        assert_eq!(metrics.counts("orders"), [1, 0, 1, 0, 0], "the counts after the get");
+        drop(held);
+    });
+}
+
+/// A pool built to replace one of the same name is not mistaken for an
+/// older status of it.
+#[test]
+fn a_replacement_pool_with_the_same_name_takes_over_the_gauges() {
+    run(|snapshotter| async move {
+        let metrics = Arc::new(PoolMetrics::new());
+        let first = pool(&Fake::new(), "orders", 3, metrics.clone()).build().unwrap();
+        let held = [first.get().await.unwrap(), first.get().await.unwrap()];
+        drop(held);
+        first.close_and_wait(secs(1.0)).await.unwrap();
+        let second = pool(&Fake::new(), "orders", 5, metrics.clone()).build().unwrap();
+        assert!(second.status().sequence < 10, "its snapshots count from the start again");
+
+        let metrics = Metrics::take(&snapshotter);
+        assert_eq!(metrics.counts("orders"), [0; 5]);
+        assert_eq!(metrics.gauge(MAX, "orders"), 5);
+    });
+}
+
 #[test]
 fn a_failed_create_counts_an_error_and_no_creation() {
     run(|snapshotter| async move {

@@ -271,6 +271,11 @@ impl Recorder {
         lock(&self.events).iter().map(|(seen, _)| seen.clone()).collect()
     }
 
+    /// The status every event so far carried, in order.
+    pub(crate) fn statuses(&self) -> Vec<Status> {
+        lock(&self.events).iter().map(|(_, status)| *status).collect()
+    }
+
     /// The last event, with the status it carried.
     pub(crate) fn last(&self) -> Option<(Seen, Status)> {
         lock(&self.events).last().cloned()
