@@ -36,6 +36,7 @@ pub struct Status {
     /// one pool, the one with the larger `sequence` is the newer. Events
     /// reach observers on the tasks where they happened, so two of them can
     /// arrive out of order; an observer that keeps counts (a gauge) keeps
-    /// the newest by comparing this.
+    /// the newest by comparing this. (So two snapshots never compare equal:
+    /// compare the counts themselves to see whether anything changed.)
     pub sequence: u64,
 }
