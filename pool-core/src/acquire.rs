@@ -220,7 +220,7 @@ impl<M: Manager> Shared<M> {
         let mut place = QueuePlace { shared: self, key: Some(key) };
         let mut just_joined = true;
         let grant = poll_fn(|cx| {
-            if !self.timer.is_running() && !crate::expiry::start(self) {
+            if !crate::expiry::start(self) {
                 return Poll::Ready(None);
             }
             if std::mem::take(&mut just_joined) {

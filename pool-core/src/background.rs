@@ -11,13 +11,14 @@
 //! spawns nothing.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
 use tokio::time::Instant;
+
+use crate::manager::Manager;
+use crate::shared::Shared;
 
 /// Not running: the next caller that needs the task starts it.
 const IDLE: u8 = 0;
@@ -64,17 +65,40 @@ impl Background {
     }
 }
 
-/// Between two rounds of a task: sleeps until `next` (with `None`, until
-/// woken), or until `woken` (enabled before the round) fires.
-pub(crate) async fn sleep_until_woken(next: Option<Instant>, woken: Pin<&mut Notified<'_>>) {
-    match next {
-        Some(at) => {
-            tokio::select! {
-                () = tokio::time::sleep_until(at) => {}
-                () = woken => {}
+/// A task's body: rounds until its pool is gone or closed (then the task
+/// [finishes](Running::finish)). Each round gets the pool and returns when
+/// the next one is due (`None`: only when woken); in between, the task holds
+/// only `pool`, a weak reference, and sleeps until then or until `wake`
+/// fires (a wake-up during a round is not lost: it is listened for from
+/// before the round starts).
+pub(crate) async fn run_rounds<M: Manager, R>(
+    pool: Weak<Shared<M>>,
+    running: Running,
+    wake: Arc<Notify>,
+    mut round: impl FnMut(Arc<Shared<M>>) -> R,
+) where
+    R: Future<Output = Option<Instant>>,
+{
+    loop {
+        let mut woken = std::pin::pin!(wake.notified());
+        woken.as_mut().enable();
+        let next = {
+            let Some(shared) = pool.upgrade() else { return };
+            if shared.core.is_closed() {
+                running.finish();
+                return;
             }
+            round(shared).await
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = woken => {}
+                }
+            }
+            None => woken.await,
         }
-        None => woken.await,
     }
 }
 

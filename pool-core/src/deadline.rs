@@ -2,8 +2,9 @@
 //! the call finishes at once.
 //!
 //! The future is polled once inline; only if it is still pending is a Tokio
-//! timer armed (and boxed, as it is large). A no-op `recycle` therefore costs no clock read and no timer
-//! registration, which keeps the uncontended `get` cheap.
+//! timer armed (and boxed, as it is large). A no-op `recycle` therefore
+//! costs no clock read and no timer registration, which keeps the
+//! uncontended `get` cheap.
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;

@@ -31,7 +31,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::background::{Running, sleep_until_woken};
+use crate::background::{Running, run_rounds};
 use crate::manager::Manager;
 use crate::shared::{Shared, wake};
 
@@ -51,38 +51,28 @@ pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) -> bool {
 }
 
 async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake_up: Arc<Notify>) {
-    let mut stopping = Stopping { pool: pool.clone(), running: Some(running) };
-    loop {
-        let mut woken = std::pin::pin!(wake_up.notified());
-        woken.as_mut().enable();
-        let next = {
-            let Some(shared) = pool.upgrade() else { return };
-            if shared.core.is_closed() {
-                if let Some(running) = stopping.running.take() {
-                    running.finish();
-                }
-                return;
-            }
-            let expired = shared.core.expire(Instant::now());
-            for waker in expired.wake {
-                waker.wake();
-            }
-            expired.next
-        };
-        sleep_until_woken(next, woken).await;
-    }
+    // Dropped after the rounds (and the `Running` guard they hold), also
+    // when the runtime drops the task.
+    let _stopping = Stopping { pool: pool.clone() };
+    run_rounds(pool, running, wake_up, |shared| async move {
+        let expired = shared.core.expire(Instant::now());
+        for waker in expired.wake {
+            waker.wake();
+        }
+        expired.next
+    })
+    .await;
 }
 
-/// When the task ends, marks it stopped and then wakes the waiters, so that
-/// one of them starts it again if its runtime shut down.
+/// When the task has ended (and its `Running` guard has marked it stopped),
+/// wakes the waiters, so that one of them starts it again if its runtime
+/// shut down.
 struct Stopping<M: Manager> {
     pool: Weak<Shared<M>>,
-    running: Option<Running>,
 }
 
 impl<M: Manager> Drop for Stopping<M> {
     fn drop(&mut self) {
-        drop(self.running.take());
         let Some(shared) = self.pool.upgrade() else { return };
         for waker in shared.core.waiting_wakers() {
             wake(Some(waker));

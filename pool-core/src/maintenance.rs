@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::acquire::{Checking, Slot};
-use crate::background::{Running, sleep_until_woken};
+use crate::background::{Running, run_rounds};
 use crate::deadline::earliest;
 use crate::manager::Manager;
 use crate::observer::EventKind;
@@ -33,29 +33,21 @@ pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
 }
 
 async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake: Arc<Notify>) {
-    loop {
-        let mut woken = std::pin::pin!(wake.notified());
-        woken.as_mut().enable();
-        let next = {
-            let Some(shared) = pool.upgrade() else { return };
-            if shared.core.is_closed() {
-                running.finish();
-                return;
-            }
-            // A panicking manager call ends the round, not the task: the
-            // round's guards free what it held, and the next round waits a bit.
-            let mut round = std::pin::pin!(shared.maintain());
-            std::future::poll_fn(|cx| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| round.as_mut().poll(cx)))
-                    .unwrap_or_else(|_| {
-                        tracing::error!(pool = %shared.config.name, "a maintenance round panicked");
-                        Poll::Ready(Instant::now().checked_add(Duration::from_secs(1)))
-                    })
-            })
-            .await
-        };
-        sleep_until_woken(next, woken).await;
-    }
+    run_rounds(pool, running, wake, |shared| async move {
+        // A panicking manager call ends the round, not the task: the
+        // round's guards free what it held, and the next round waits a bit.
+        let mut round = std::pin::pin!(shared.maintain());
+        std::future::poll_fn(|cx| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| round.as_mut().poll(cx))).unwrap_or_else(
+                |_| {
+                    tracing::error!(pool = %shared.config.name, "a maintenance round panicked");
+                    Poll::Ready(Instant::now().checked_add(Duration::from_secs(1)))
+                },
+            )
+        })
+        .await
+    })
+    .await;
 }
 
 impl<M: Manager> Shared<M> {

@@ -76,7 +76,7 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn emit_after(&self, snapshot: Option<&Status>, kind: EventKind<'_>) {
         match snapshot {
             Some(status) => self.emit_with(status, kind),
-            None => self.emit_with(&self.core.status(), kind),
+            None => self.emit(kind),
         }
     }
 
