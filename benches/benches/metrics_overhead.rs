@@ -23,19 +23,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pool_core::{Event, Manager, Observer, Pool};
-
-/// A manager whose resources cost nothing.
-struct Noop;
-
-impl Manager for Noop {
-    type Resource = u64;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<u64, std::io::Error> {
-        Ok(0)
-    }
-}
+use benches::managers::CoreNoop;
+use pool_core::{Event, Observer, Pool};
 
 /// An observer that does nothing.
 struct Ignore;
@@ -49,36 +38,25 @@ impl Observer for Ignore {
 const CYCLES: u32 = 200_000;
 const RUNS: usize = 21;
 
-/// Nanoseconds per get+drop cycle over `n` cycles.
-async fn cycles(pool: &Pool<Noop>, n: u32) -> f64 {
+/// Nanoseconds per get+drop cycle (the `s3` loop of the pool-core bench).
+async fn cycles(pool: &Pool<CoreNoop>) -> f64 {
     let started = Instant::now();
-    for _ in 0..n {
-        let resource = pool.get().await.expect("a no-op pool always has a resource");
-        black_box(&*resource);
-        drop(resource);
-    }
-    started.elapsed().as_nanos() as f64 / f64::from(n)
+    benches::workload::cycles(pool, CYCLES.into()).await;
+    per_cycle(started)
 }
 
-/// Nanoseconds per cycle of what the Prometheus recorder alone charges an
-/// observed cycle for its two histogram samples (`acquire_seconds` and
-/// `usage_seconds`), with no pool involved.
-fn two_samples(histogram: &metrics::Histogram, n: u32) -> f64 {
+/// Nanoseconds per cycle of `f` (run `CYCLES` times).
+fn each_cycle(mut f: impl FnMut()) -> f64 {
     let started = Instant::now();
-    for _ in 0..n {
-        histogram.record(black_box(0.0));
-        histogram.record(black_box(0.0));
+    for _ in 0..CYCLES {
+        f();
     }
-    started.elapsed().as_nanos() as f64 / f64::from(n)
+    per_cycle(started)
 }
 
-/// Nanoseconds per clock read: the one more an observed cycle makes.
-fn clock_read(n: u32) -> f64 {
-    let started = Instant::now();
-    for _ in 0..n {
-        black_box(tokio::time::Instant::now());
-    }
-    started.elapsed().as_nanos() as f64 / f64::from(n)
+/// Nanoseconds per cycle of `CYCLES` cycles that began at `started`.
+fn per_cycle(started: Instant) -> f64 {
+    started.elapsed().as_nanos() as f64 / f64::from(CYCLES)
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
@@ -86,8 +64,8 @@ fn median(mut samples: Vec<f64>) -> f64 {
     samples[samples.len() / 2]
 }
 
-fn pool(name: &str, observer: Option<Arc<dyn Observer>>) -> Pool<Noop> {
-    let builder = Pool::builder(Noop).name(name).max_size(4);
+fn pool(name: &str, observer: Option<Arc<dyn Observer>>) -> Pool<CoreNoop> {
+    let builder = Pool::builder(CoreNoop).name(name).max_size(4);
     let builder = match observer {
         Some(observer) => builder.observer(observer),
         None => builder,
@@ -116,17 +94,26 @@ fn main() {
 
         // Warm up: create the resources, fault the code in.
         for (_, pool) in &pools {
-            cycles(pool, CYCLES / 4).await;
+            cycles(pool).await;
         }
         let floor_histogram = metrics::histogram!("bench_floor_seconds");
         let (mut sampled, mut clocked) = (Vec::new(), Vec::new());
         let mut samples = vec![Vec::new(); pools.len()];
         for _ in 0..RUNS {
             for ((_, pool), samples) in pools.iter().zip(&mut samples) {
-                samples.push(cycles(pool, CYCLES).await);
+                samples.push(cycles(pool).await);
             }
-            sampled.push(two_samples(&floor_histogram, CYCLES));
-            clocked.push(clock_read(CYCLES));
+            // What the Prometheus recorder alone charges an observed cycle
+            // for its two histogram samples (`acquire_seconds` and
+            // `usage_seconds`), with no pool involved; and the one more
+            // clock read an observed cycle makes.
+            sampled.push(each_cycle(|| {
+                floor_histogram.record(black_box(0.0));
+                floor_histogram.record(black_box(0.0));
+            }));
+            clocked.push(each_cycle(|| {
+                black_box(tokio::time::Instant::now());
+            }));
             // Drain the histogram samples outside the timed part, as a scrape would.
             black_box(handle.render());
         }
