@@ -1,7 +1,7 @@
 //! The bench's own sample loop for the printed tables: the columns of one
-//! cell (baseline, pool-core, deadpool, bb8) take turns in short blocks
-//! until each has had its time budget, so a change in background load (other
-//! processes on a shared machine) hits every column alike instead of
+//! cell (baseline, pool-core, deadpool, bb8, semaphore) take turns in short
+//! blocks until each has had its time budget, so a change in background load
+//! (other processes on a shared machine) hits every column alike instead of
 //! whichever criterion happened to be measuring at that moment.
 //!
 //! Each column owns its Tokio runtime and pool; building them is not

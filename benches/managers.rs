@@ -3,11 +3,13 @@
 //! bookkeeping and scheduling, not a backend.
 //!
 //! Also the constructors of the three pools with the settings the bench
-//! uses (each library's defaults apart from `max_size`), and the no-pool
-//! [`Baseline`].
+//! uses (each library's defaults apart from `max_size`), the no-pool
+//! [`Baseline`], and the [`Semaphore`] reference: Tokio's fair semaphore on
+//! its own, the least a first-come-first-served pool has to do.
 
 use std::convert::Infallible;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// pool-core's no-op [`pool_core::Manager`] (recycle keeps the default no-op).
@@ -117,5 +119,52 @@ impl Deref for Local {
 impl DerefMut for Local {
     fn deref_mut(&mut self) -> &mut u64 {
         &mut self.0
+    }
+}
+
+/// The reference column: Tokio's own fair semaphore with `max_size`
+/// permits and no objects at all. Its `get` acquires a permit (waiting in
+/// Tokio's first-come-first-served queue when none is free) and hands out a
+/// fresh local value beside it; dropping the guard releases the permit to
+/// the first waiter. That is the queueing and hand-over every fair pool
+/// must do, without storing, checking or counting any object, so its share
+/// above the baseline is what a pool's bookkeeping has to be measured
+/// against. (deadpool is this semaphore plus a mutex-protected object queue.)
+#[derive(Debug, Clone)]
+pub struct Semaphore(Arc<tokio::sync::Semaphore>);
+
+impl Semaphore {
+    /// A semaphore with `max_size` permits.
+    pub fn new(max_size: usize) -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(max_size)))
+    }
+
+    /// Waits for a permit, first come first served.
+    pub async fn acquire(&self) -> Permit<'_> {
+        // The semaphore is never closed.
+        let permit = self.0.acquire().await.expect("the bench never closes its semaphore");
+        Permit { _held: permit, value: 0 }
+    }
+}
+
+/// The [`Semaphore`] column's guard: the permit (released on drop) and a
+/// local `u64` to modify.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    _held: tokio::sync::SemaphorePermit<'a>,
+    value: u64,
+}
+
+impl Deref for Permit<'_> {
+    type Target = u64;
+
+    fn deref(&self) -> &u64 {
+        &self.value
+    }
+}
+
+impl DerefMut for Permit<'_> {
+    fn deref_mut(&mut self) -> &mut u64 {
+        &mut self.value
     }
 }

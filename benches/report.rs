@@ -1,14 +1,15 @@
 //! Statistics over the bench's own samples and the Markdown tables it
 //! prints at the end of a run.
 //!
-//! criterion reports each benchmark on its own; these tables put the four
+//! criterion reports each benchmark on its own; these tables put the five
 //! columns of a cell side by side, subtract the no-pool baseline, and add
 //! the p99 `get` wait that criterion cannot see.
 
 use std::fmt::Write as _;
 
-/// The columns of a cell: the baseline and the three pools, in table order.
-pub const COLUMNS: [&str; 4] = ["baseline", "pool-core", "deadpool", "bb8"];
+/// The columns of a cell: the baseline, the three pools and the bare
+/// semaphore reference, in table order.
+pub const COLUMNS: [&str; 5] = ["baseline", "pool-core", "deadpool", "bb8", "semaphore"];
 
 /// Index of the baseline in [`COLUMNS`].
 pub const BASELINE: usize = 0;
@@ -18,6 +19,11 @@ pub const POOL_CORE: usize = 1;
 pub const DEADPOOL: usize = 2;
 /// Index of bb8 in [`COLUMNS`].
 pub const BB8: usize = 3;
+/// Index of the bare Tokio semaphore (`managers::Semaphore`) in [`COLUMNS`].
+pub const SEMAPHORE: usize = 4;
+
+/// The columns whose share above the baseline the grid tables show.
+const POOLS: [usize; 4] = [POOL_CORE, DEADPOOL, BB8, SEMAPHORE];
 
 /// The median of `values` (the mean of the two middle ones for an even
 /// count), or `None` when empty. Reorders `values`.
@@ -53,14 +59,14 @@ pub struct Measured {
     pub p99_wait_ns: Option<u64>,
 }
 
-/// One row: a cell of the grid and its four columns (`None`: not run,
+/// One row: a cell of the grid and its five columns (`None`: not run,
 /// e.g. filtered out).
 #[derive(Debug, Clone)]
 pub struct Row {
     /// The cell, e.g. `4 × 16` (pool size × workers).
     pub cell: String,
     /// Indexed like [`COLUMNS`].
-    pub columns: [Option<Measured>; 4],
+    pub columns: [Option<Measured>; 5],
 }
 
 /// The rows of one scenario.
@@ -105,10 +111,10 @@ impl Row {
         Some(self.median(column)? - self.median(BASELINE)?)
     }
 
-    /// pool-core's share over deadpool's, when deadpool's is positive.
-    fn share_ratio(&self) -> Option<f64> {
+    /// `column`'s share over deadpool's, when deadpool's is positive.
+    fn share_ratio(&self, column: usize) -> Option<f64> {
         let deadpool = self.share(DEADPOOL)?;
-        (deadpool > 0.0).then(|| self.share(POOL_CORE).map(|core| core / deadpool))?
+        (deadpool > 0.0).then(|| self.share(column).map(|share| share / deadpool))?
     }
 
     fn p99(&self, column: usize) -> Option<u64> {
@@ -138,37 +144,47 @@ impl Table {
         self.rows.iter().all(|row| row.columns.iter().all(Option::is_none))
     }
 
-    /// Renders a grid scenario (1 or 2): median per round for the baseline
-    /// and each pool, each pool's share above the baseline, pool-core's share
-    /// over deadpool's, and (with `waits`) the p99 `get` wait per pool.
+    /// Renders a grid scenario (1 or 2): median per round for the baseline,
+    /// each pool and the semaphore, each one's share above the baseline,
+    /// pool-core's and the semaphore's share over deadpool's, and (with
+    /// `waits`) the p99 `get` wait of each.
     pub fn render_grid(&self, waits: bool) -> String {
         let mut out = String::new();
         let mut header = String::from(
-            "| pool size × workers | baseline | pool-core | deadpool | bb8 \
-             | pool-core share | deadpool share | bb8 share | pool-core / deadpool share | ≤ 0.5×? |",
+            "| pool size × workers | baseline | pool-core | deadpool | bb8 | semaphore \
+             | pool-core share | deadpool share | bb8 share | semaphore share \
+             | pool-core / deadpool share | ≤ 0.5×? | semaphore / deadpool share |",
         );
-        let mut rule = String::from("|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|");
+        let mut rule = String::from("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|");
         if waits {
-            header.push_str(" p99 wait pool-core | p99 wait deadpool | p99 wait bb8 | p99 ≤ deadpool? |");
-            rule.push_str("---:|---:|---:|:---:|");
+            header.push_str(
+                " p99 wait pool-core | p99 wait deadpool | p99 wait bb8 | p99 wait semaphore | p99 ≤ deadpool? |",
+            );
+            rule.push_str("---:|---:|---:|---:|:---:|");
         }
         let _ = writeln!(out, "{header}\n{rule}");
+        let times = |r: Option<f64>| or_dash(r.map(|r| format!("{r:.2}×")));
         for row in &self.rows {
-            let ratio = row.share_ratio();
             let mut line = format!("| {} |", row.cell);
             for column in 0..COLUMNS.len() {
                 let _ = write!(line, " {} |", or_dash(row.median(column).map(us)));
             }
-            for column in [POOL_CORE, DEADPOOL, BB8] {
+            for column in POOLS {
                 let _ = write!(line, " {} |", or_dash(row.share(column).map(us_signed)));
             }
             let target = match (row.share(POOL_CORE), row.share(DEADPOOL)) {
                 (Some(core), Some(deadpool)) => Some(yes_no(core <= 0.5 * deadpool)),
                 _ => None,
             };
-            let _ = write!(line, " {} | {} |", or_dash(ratio.map(|r| format!("{r:.2}×"))), or_dash(target));
+            let _ = write!(
+                line,
+                " {} | {} | {} |",
+                times(row.share_ratio(POOL_CORE)),
+                or_dash(target),
+                times(row.share_ratio(SEMAPHORE))
+            );
             if waits {
-                for column in [POOL_CORE, DEADPOOL, BB8] {
+                for column in POOLS {
                     let _ = write!(line, " {} |", or_dash(row.p99(column).map(wait)));
                 }
                 let target = match (row.p99(POOL_CORE), row.p99(DEADPOOL)) {
@@ -184,13 +200,13 @@ impl Table {
         out
     }
 
-    /// Renders scenario 3: ns per get + drop cycle for each pool (the
-    /// baseline column is not used), pool-core over deadpool, and whether
-    /// pool-core is under 60 ns.
+    /// Renders scenario 3: ns per get + drop cycle for each pool and the
+    /// semaphore (the baseline column is not used), pool-core over
+    /// deadpool, and whether pool-core is under 60 ns.
     pub fn render_cycles(&self) -> String {
         let mut out = String::from(
-            "| cell | pool-core | deadpool | bb8 | pool-core / deadpool | pool-core < 60 ns? |\n\
-             |---|---:|---:|---:|---:|:---:|\n",
+            "| cell | pool-core | deadpool | bb8 | semaphore | pool-core / deadpool | pool-core < 60 ns? |\n\
+             |---|---:|---:|---:|---:|---:|:---:|\n",
         );
         for row in &self.rows {
             let ns = |column: usize| row.median(column).map(|v| format!("{v:.1} ns"));
@@ -201,11 +217,12 @@ impl Table {
             let target = row.median(POOL_CORE).map(|core| yes_no(core < 60.0));
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 row.cell,
                 or_dash(ns(POOL_CORE)),
                 or_dash(ns(DEADPOOL)),
                 or_dash(ns(BB8)),
+                or_dash(ns(SEMAPHORE)),
                 or_dash(ratio),
                 or_dash(target)
             );
@@ -239,12 +256,16 @@ mod tests {
     #[test]
     fn shares_and_ratio() {
         let m = |ns: f64| Some(Measured { median_ns: ns, samples: 1, p99_wait_ns: Some(5) });
-        let row = Row { cell: "4 × 4".into(), columns: [m(100.0), m(130.0), m(160.0), m(200.0)] };
+        let row = Row { cell: "4 × 4".into(), columns: [m(100.0), m(130.0), m(160.0), m(200.0), m(115.0)] };
         assert_eq!(row.share(POOL_CORE), Some(30.0));
-        assert_eq!(row.share_ratio(), Some(0.5));
+        assert_eq!(row.share_ratio(POOL_CORE), Some(0.5));
+        assert_eq!(row.share_ratio(SEMAPHORE), Some(0.25));
         let table = Table { rows: vec![row] };
         let text = table.render_grid(true);
-        assert!(text.contains("| 4 × 4 | 0.10 µs | 0.13 µs | 0.16 µs | 0.20 µs | +0.03 µs"), "{text}");
-        assert!(text.contains("0.50× | yes |"), "{text}");
+        assert!(
+            text.contains("| 4 × 4 | 0.10 µs | 0.13 µs | 0.16 µs | 0.20 µs | 0.12 µs | +0.03 µs"),
+            "{text}"
+        );
+        assert!(text.contains("+0.01 µs | 0.50× | yes | 0.25× |"), "{text}");
     }
 }

@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::ops::DerefMut;
 use std::time::Instant;
 
-use crate::managers::{Baseline, Bb8Noop, CoreNoop, DeadpoolNoop, Local};
+use crate::managers::{Baseline, Bb8Noop, CoreNoop, DeadpoolNoop, Local, Permit, Semaphore};
 
 /// Get / modify / drop cycles per worker and round (as in the public
 /// rust-pool-benchmark).
@@ -37,6 +37,14 @@ impl BenchPool for Baseline {
 
     fn get(&self) -> impl Future<Output = Local> + Send {
         std::future::ready(Local(0))
+    }
+}
+
+impl BenchPool for Semaphore {
+    type Guard<'a> = Permit<'a>;
+
+    fn get(&self) -> impl Future<Output = Permit<'_>> + Send {
+        self.acquire()
     }
 }
 

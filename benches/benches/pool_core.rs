@@ -1,5 +1,7 @@
 //! pool-core against deadpool 0.13 and bb8 0.9, all with no-op managers,
-//! side by side in one run, plus a no-pool baseline.
+//! side by side in one run, plus a no-pool baseline and a reference: Tokio's
+//! fair semaphore on its own (`benches::Semaphore`), the queueing every
+//! first-come-first-served pool must do, with no objects to keep.
 //!
 //! - `s1/…`: the grid of the public rust-pool-benchmark on a multi-thread
 //!   runtime: pool size {4, 8, 16} × workers {4, 16, 64, 256}; a round spawns
@@ -16,7 +18,7 @@
 //!    measured time via `iter_custom`), with its usual report and change
 //!    detection against the previous run.
 //! 2. The bench's own loop ([`benches::interleave`]) then measures each cell
-//!    again with its four columns taking turns in 10 ms blocks, and prints
+//!    again with its five columns taking turns in 10 ms blocks, and prints
 //!    one Markdown table per scenario: medians side by side, each pool's time
 //!    above the baseline, and the p99 `get` wait. Interleaving makes the
 //!    columns comparable on a machine whose background load drifts.
@@ -38,7 +40,7 @@ use benches::interleave::{
 };
 use benches::report::{Row, Table};
 use benches::workload::{cycles, round_hold, round_yield};
-use benches::{Baseline, BenchPool, managers};
+use benches::{Baseline, BenchPool, Semaphore, managers};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
 use tokio::runtime::Runtime;
@@ -169,6 +171,7 @@ fn criterion_grids(c: &mut Criterion, grid: Grid, settings: Settings) {
                 managers::deadpool(size, settings.deadpool_timeout)
             });
             criterion_grid(&mut group, "bb8", grid, workers, |rt| rt.block_on(managers::bb8(size)));
+            criterion_grid(&mut group, "semaphore", grid, workers, |_| Semaphore::new(size));
             group.finish();
         }
     }
@@ -206,6 +209,7 @@ fn criterion_single_task(c: &mut Criterion, settings: Settings) {
         managers::deadpool(S3_SIZE, settings.deadpool_timeout)
     });
     criterion_cycles(&mut group, "bb8", |rt| rt.block_on(managers::bb8(S3_SIZE)));
+    criterion_cycles(&mut group, "semaphore", |_| Semaphore::new(S3_SIZE));
     group.finish();
 }
 
@@ -217,7 +221,7 @@ fn table_grid(grid: Grid, settings: Settings) -> Table {
     for size in SIZES {
         for workers in WORKERS {
             let deadpool_timeout = settings.deadpool_timeout;
-            let mut columns: [Option<Box<dyn Column>>; 4] = [
+            let mut columns: [Option<Box<dyn Column>>; 5] = [
                 Some(Box::new(GridColumn::new(grid, workers, |_| Baseline))),
                 Some(Box::new(GridColumn::new(grid, workers, |rt| {
                     let _inside = rt.enter();
@@ -228,6 +232,7 @@ fn table_grid(grid: Grid, settings: Settings) -> Table {
                     managers::deadpool(size, deadpool_timeout)
                 }))),
                 Some(Box::new(GridColumn::new(grid, workers, |rt| rt.block_on(managers::bb8(size))))),
+                Some(Box::new(GridColumn::new(grid, workers, |_| Semaphore::new(size)))),
             ];
             let columns = interleave(&mut columns, settings.table);
             let cell = format!("{size} × {workers}");
@@ -240,7 +245,7 @@ fn table_grid(grid: Grid, settings: Settings) -> Table {
 
 fn table_single_task(settings: Settings) -> Table {
     let deadpool_timeout = settings.deadpool_timeout;
-    let mut columns: [Option<Box<dyn Column>>; 4] = [
+    let mut columns: [Option<Box<dyn Column>>; 5] = [
         None,
         Some(Box::new(CyclesColumn::new(|rt| {
             let _inside = rt.enter();
@@ -251,6 +256,7 @@ fn table_single_task(settings: Settings) -> Table {
             managers::deadpool(S3_SIZE, deadpool_timeout)
         }))),
         Some(Box::new(CyclesColumn::new(|rt| rt.block_on(managers::bb8(S3_SIZE))))),
+        Some(Box::new(CyclesColumn::new(|_| Semaphore::new(S3_SIZE)))),
     ];
     let columns = interleave(&mut columns, settings.table);
     Table { rows: vec![Row { cell: format!("1 task, current_thread, size {S3_SIZE}"), columns }] }
@@ -285,7 +291,7 @@ fn main() {
     let budget = settings.table;
     println!();
     println!(
-        "# pool-core vs deadpool vs bb8 ({}; tables: per column {:?} warm-up, then {:?} measured \
+        "# pool-core vs deadpool vs bb8, and a bare Tokio semaphore ({}; tables: per column {:?} warm-up, then {:?} measured \
          in {:?} turns interleaved with the other columns; deadpool wait timeout: {})",
         if settings.quick { "QUICK mode, smoke test only" } else { "full run" },
         budget.warm_up,

@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo run --release -p benches --example drive -- POOL SCENARIO [SIZE] [WORKERS] [ROUNDS]
-//! #   POOL: pool-core | deadpool | bb8 | baseline     SCENARIO: s1 | s2 | s3
+//! #   POOL: pool-core | deadpool | bb8 | baseline | semaphore     SCENARIO: s1 | s2 | s3
 //! cargo run --release -p benches --example drive -- clock   # cost of one clock read
 //! ```
 //!
@@ -22,10 +22,9 @@ use std::time::{Duration, Instant};
 
 use benches::interleave::{current_thread_runtime, multi_thread_runtime};
 use benches::workload::{cycles, round_hold, round_yield};
-use benches::{Baseline, BenchPool, managers};
+use benches::{Baseline, BenchPool, Semaphore, managers};
 
-const USAGE: &str =
-    "usage: drive (pool-core|deadpool|bb8|baseline) (s1|s2|s3) [SIZE] [WORKERS] [ROUNDS] | drive clock";
+const USAGE: &str = "usage: drive (pool-core|deadpool|bb8|baseline|semaphore) (s1|s2|s3) [SIZE] [WORKERS] [ROUNDS] | drive clock";
 
 /// Uncontended cycles in `s3`.
 const S3_CYCLES: u64 = 20_000_000;
@@ -55,6 +54,7 @@ fn main() -> ExitCode {
             "deadpool" => runtime.block_on(async { s3(&managers::deadpool(16, false)).await }),
             "bb8" => runtime.block_on(async { s3(&managers::bb8(16).await).await }),
             "baseline" => runtime.block_on(s3(&Baseline)),
+            "semaphore" => runtime.block_on(s3(&Semaphore::new(16))),
             other => {
                 eprintln!("unknown pool {other:?}\n{USAGE}");
                 return ExitCode::FAILURE;
@@ -74,6 +74,7 @@ fn main() -> ExitCode {
             runtime.block_on(async { grid(&managers::bb8(size).await, scenario, workers, rounds).await })
         }
         "baseline" => runtime.block_on(grid(&Baseline, scenario, workers, rounds)),
+        "semaphore" => runtime.block_on(grid(&Semaphore::new(size), scenario, workers, rounds)),
         other => {
             eprintln!("unknown pool {other:?}\n{USAGE}");
             return ExitCode::FAILURE;
