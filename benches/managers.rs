@@ -141,7 +141,6 @@ impl Semaphore {
 
     /// Waits for a permit, first come first served.
     pub async fn acquire(&self) -> Permit<'_> {
-        // The semaphore is never closed.
         let permit = self.0.acquire().await.expect("the bench never closes its semaphore");
         Permit { _held: permit, value: 0 }
     }
