@@ -22,7 +22,8 @@ pub const BB8: usize = 3;
 /// Index of the bare Tokio semaphore (`managers::Semaphore`) in [`COLUMNS`].
 pub const SEMAPHORE: usize = 4;
 
-/// The columns whose share above the baseline the grid tables show.
+/// The columns measured against the baseline: the three pools and the
+/// semaphore (their shares, p99 waits and scenario-3 times).
 const POOLS: [usize; 4] = [POOL_CORE, DEADPOOL, BB8, SEMAPHORE];
 
 /// The median of `values` (the mean of the two middle ones for an even
@@ -150,17 +151,25 @@ impl Table {
     /// `waits`) the p99 `get` wait of each.
     pub fn render_grid(&self, waits: bool) -> String {
         let mut out = String::new();
-        let mut header = String::from(
-            "| pool size × workers | baseline | pool-core | deadpool | bb8 | semaphore \
-             | pool-core share | deadpool share | bb8 share | semaphore share \
-             | pool-core / deadpool share | ≤ 0.5×? | semaphore / deadpool share |",
-        );
-        let mut rule = String::from("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|");
+        let mut header = String::from("| pool size × workers |");
+        let mut rule = String::from("|---|");
+        for name in COLUMNS {
+            let _ = write!(header, " {name} |");
+            rule.push_str("---:|");
+        }
+        for column in POOLS {
+            let _ = write!(header, " {} share |", COLUMNS[column]);
+            rule.push_str("---:|");
+        }
+        header.push_str(" pool-core / deadpool share | ≤ 0.5×? | semaphore / deadpool share |");
+        rule.push_str("---:|:---:|---:|");
         if waits {
-            header.push_str(
-                " p99 wait pool-core | p99 wait deadpool | p99 wait bb8 | p99 wait semaphore | p99 ≤ deadpool? |",
-            );
-            rule.push_str("---:|---:|---:|---:|:---:|");
+            for column in POOLS {
+                let _ = write!(header, " p99 wait {} |", COLUMNS[column]);
+                rule.push_str("---:|");
+            }
+            header.push_str(" p99 ≤ deadpool? |");
+            rule.push_str(":---:|");
         }
         let _ = writeln!(out, "{header}\n{rule}");
         let times = |r: Option<f64>| or_dash(r.map(|r| format!("{r:.2}×")));
@@ -204,28 +213,24 @@ impl Table {
     /// semaphore (the baseline column is not used), pool-core over
     /// deadpool, and whether pool-core is under 60 ns.
     pub fn render_cycles(&self) -> String {
-        let mut out = String::from(
-            "| cell | pool-core | deadpool | bb8 | semaphore | pool-core / deadpool | pool-core < 60 ns? |\n\
-             |---|---:|---:|---:|---:|---:|:---:|\n",
-        );
+        let mut out = String::from("| cell |");
+        for column in POOLS {
+            let _ = write!(out, " {} |", COLUMNS[column]);
+        }
+        out.push_str(" pool-core / deadpool | pool-core < 60 ns? |\n|---|");
+        out.push_str(&"---:|".repeat(POOLS.len()));
+        out.push_str("---:|:---:|\n");
         for row in &self.rows {
-            let ns = |column: usize| row.median(column).map(|v| format!("{v:.1} ns"));
             let ratio = match (row.median(POOL_CORE), row.median(DEADPOOL)) {
                 (Some(core), Some(deadpool)) if deadpool > 0.0 => Some(format!("{:.2}×", core / deadpool)),
                 _ => None,
             };
             let target = row.median(POOL_CORE).map(|core| yes_no(core < 60.0));
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                row.cell,
-                or_dash(ns(POOL_CORE)),
-                or_dash(ns(DEADPOOL)),
-                or_dash(ns(BB8)),
-                or_dash(ns(SEMAPHORE)),
-                or_dash(ratio),
-                or_dash(target)
-            );
+            let _ = write!(out, "| {} |", row.cell);
+            for column in POOLS {
+                let _ = write!(out, " {} |", or_dash(row.median(column).map(|v| format!("{v:.1} ns"))));
+            }
+            let _ = writeln!(out, " {} | {} |", or_dash(ratio), or_dash(target));
         }
         out.push('\n');
         out.push_str(&samples_note(self, "batches (ns/cycle = batch time / batch cycles)"));
@@ -267,5 +272,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("+0.01 µs | 0.50× | yes | 0.25× |"), "{text}");
+    }
+
+    #[test]
+    fn cycles_table_has_every_pool_and_the_semaphore() {
+        let m = |ns: f64| Some(Measured { median_ns: ns, samples: 1, p99_wait_ns: None });
+        let row = Row { cell: "1 task".into(), columns: [None, m(55.0), m(110.0), m(120.0), m(30.0)] };
+        let text = Table { rows: vec![row] }.render_cycles();
+        assert!(
+            text.starts_with("| cell | pool-core | deadpool | bb8 | semaphore | pool-core / deadpool |"),
+            "{text}"
+        );
+        assert!(text.contains("\n|---|---:|---:|---:|---:|---:|:---:|\n"), "{text}");
+        assert!(
+            text.contains("| 1 task | 55.0 ns | 110.0 ns | 120.0 ns | 30.0 ns | 0.50× | yes |"),
+            "{text}"
+        );
     }
 }
