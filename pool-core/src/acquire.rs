@@ -265,7 +265,7 @@ impl<M: Manager> Shared<M> {
             Ran::NoRuntime => Checked::NoRuntime,
             Ran::TimedOut if clock.passed() => Checked::TimedOut,
             Ran::Done(Err(error)) => {
-                tracing::debug!(pool = %self.config.name, error = %crate::error::Chain(&error), "an idle connection failed its check");
+                tracing::debug!(pool = %self.config.name, error = %crate::ErrorChain(&error), "an idle connection failed its check");
                 self.set_last_error(Some(Arc::new(error)));
                 held.replace();
                 Checked::Replaced
@@ -317,11 +317,11 @@ impl<M: Manager> Shared<M> {
                 drop(turn);
                 let error = Arc::new(error);
                 self.set_last_error(Some(Arc::clone(&error)));
-                tracing::warn!(pool = %self.config.name, error = %crate::error::Chain(&*error), "could not open a new connection");
+                tracing::warn!(pool = %self.config.name, error = %crate::ErrorChain(&*error), "could not open a new connection");
                 drop(slot);
                 self.emit(EventKind::CreateFailed {
                     took: now - began,
-                    error: &crate::error::Chain(&*error),
+                    error: &crate::ErrorChain(&*error),
                 });
                 Err(Error::Backend(error))
             }

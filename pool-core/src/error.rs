@@ -88,13 +88,34 @@ impl<E> Error<E> {
     }
 }
 
-/// Writes an error and every `source()` below it, `: `-separated, skipping
-/// a source whose text the previous one already contains. Backends often
-/// put the real cause in a source (tokio-postgres displays a server error
-/// as just "db error"; its source says "FATAL: sorry, too many clients already").
-pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+/// Displays an error and every `source()` below it, `: `-separated, skipping
+/// a source whose text the previous one already contains.
+///
+/// Backends often put the real cause in a source: tokio-postgres displays a
+/// server error as just "db error", and its source says "FATAL: sorry, too
+/// many clients already". Every crate, example and tool of this workspace
+/// prints errors through this one adaptor, so an error reads the same in a
+/// log line, the CLI and a test failure.
+///
+/// ```
+/// use std::fmt;
+///
+/// #[derive(Debug)]
+/// struct Outer(std::io::Error);
+/// impl fmt::Display for Outer {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str("connecting") }
+/// }
+/// impl std::error::Error for Outer {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> { Some(&self.0) }
+/// }
+///
+/// let error = Outer(std::io::Error::other("connection refused"));
+/// assert_eq!(pool_core::ErrorChain(&error).to_string(), "connecting: connection refused");
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
 
-impl fmt::Display for Chain<'_> {
+impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut last = self.0.to_string();
         f.write_str(&last)?;
@@ -108,6 +129,12 @@ impl fmt::Display for Chain<'_> {
             next = source.source();
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -133,7 +160,7 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
                     )?,
                 }
                 if let Some(e) = last_error {
-                    write!(f, "; last error from the backend: {}", Chain(&**e))?;
+                    write!(f, "; last error from the backend: {}", ErrorChain(&**e))?;
                 }
                 Ok(())
             }
@@ -147,7 +174,7 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
                 f,
                 "no idle connection and no free slot (all {max_size} in use), and try_get does not wait"
             ),
-            Self::Backend(e) => write!(f, "could not open a new connection: {}", Chain(&**e)),
+            Self::Backend(e) => write!(f, "could not open a new connection: {}", ErrorChain(&**e)),
             Self::NoRuntime => f.write_str(
                 "the pool must be used inside a Tokio runtime with timers enabled, and none is running here",
             ),

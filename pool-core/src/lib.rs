@@ -26,7 +26,7 @@ pub use builder::PoolBuilder;
 pub use config::{
     DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Reuse,
 };
-pub use error::{BuildError, CloseTimedOut, Error, TimeoutPhase};
+pub use error::{BuildError, CloseTimedOut, Error, ErrorChain, TimeoutPhase};
 pub use guard::Pooled;
 pub use info::ResourceInfo;
 pub use manager::{DestroyReason, Manager};

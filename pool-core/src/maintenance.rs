@@ -132,7 +132,7 @@ impl<M: Manager> Shared<M> {
                 self.settle(returned);
             }
             Ok(Err(error)) => {
-                tracing::info!(pool = %self.config.name, error = %crate::error::Chain(&error), "an idle connection failed its keepalive check");
+                tracing::info!(pool = %self.config.name, error = %crate::ErrorChain(&error), "an idle connection failed its keepalive check");
                 self.set_last_error(Some(Arc::new(error)));
             }
             Err(_) => {
@@ -170,12 +170,12 @@ impl<M: Manager> Shared<M> {
                 self.backoff.failed(Instant::now());
                 drop(turn);
                 let error = Arc::new(error);
-                tracing::warn!(pool = %self.config.name, error = %crate::error::Chain(&*error), "could not open an idle connection for min_idle");
+                tracing::warn!(pool = %self.config.name, error = %crate::ErrorChain(&*error), "could not open an idle connection for min_idle");
                 self.set_last_error(Some(Arc::clone(&error)));
                 drop(slot);
                 self.emit(EventKind::CreateFailed {
                     took: began.elapsed(),
-                    error: &crate::error::Chain(&*error),
+                    error: &crate::ErrorChain(&*error),
                 });
             }
             Err(_) => {
