@@ -17,9 +17,6 @@ mod tls;
 mod transaction;
 mod url;
 
-#[cfg(feature = "test-server")]
-pub mod test_server;
-
 pub use cache::CacheStats;
 pub use client::{Client, Query};
 pub use connection::PgConnection;

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pool_postgres::PgPool;
-use pool_postgres::test_server::TestServer;
+use pool_postgres_test_server::TestServer;
 
 const PGPOOL: &str = env!("CARGO_BIN_EXE_pgpool");
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::{SLACK, chain, display};
 use pool_postgres::pool_core::TimeoutPhase;
-use pool_postgres::test_server::TestServer;
 use pool_postgres::{PgPool, PoolError};
+use pool_postgres_test_server::TestServer;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;

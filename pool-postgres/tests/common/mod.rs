@@ -22,7 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use pool_postgres::PgPool;
-use pool_postgres::test_server::{TestServer, TestServerBuilder};
+use pool_postgres_test_server::{TestServer, TestServerBuilder};
 use tokio::time::Instant;
 use tokio_postgres::{Client, NoTls};
 
