@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use examples::{error_chain, is_too_many_clients, percentile_ms};
-use pool_postgres::test_server::TestServer;
 use pool_postgres::{PgPool, PgPoolBuilder};
+use pool_postgres_test_server::TestServer;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 use tokio_postgres::NoTls;

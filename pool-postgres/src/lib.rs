@@ -23,9 +23,6 @@ mod tls;
 mod transaction;
 mod url;
 
-#[cfg(feature = "test-server")]
-pub mod test_server;
-
 pub use budget::BudgetCheckError;
 pub use builder::PgPoolBuilder;
 pub use cache::CacheStats;

@@ -10,7 +10,7 @@ use std::task::Poll;
 use pool_postgres::{PgPool, Recycling};
 
 /// A pool of exactly one connection, so the next borrower gets the same one.
-fn one_connection(server: &pool_postgres::test_server::TestServer, extra: &str) -> PgPool {
+fn one_connection(server: &pool_postgres_test_server::TestServer, extra: &str) -> PgPool {
     common::pool(server, &format!("connection_limit=1&pool_timeout=5{extra}"))
 }
 

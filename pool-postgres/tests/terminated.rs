@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{SLACK, backend_pid, backends};
 use pool_postgres::PgPool;
-use pool_postgres::test_server::TestServerBuilder;
+use pool_postgres_test_server::TestServerBuilder;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
