@@ -202,7 +202,7 @@ async fn run(args: &Args, url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     // The same server, user and options for raw connections (pool
     // parameters of the URL already taken out).
-    let base = shared.inner().manager().config().clone();
+    let base = shared.postgres_config().clone();
     let monitor = Monitor::connect(&base).await?;
     let max_connections = monitor.max_connections().await?;
     let deadline = args.seconds.map(Duration::from_secs_f64);
@@ -305,7 +305,7 @@ async fn raw_queries(client: &tokio_postgres::Client, sleep: f64) -> Result<(), 
 }
 
 /// The same queries through a pooled connection (statements cached per connection).
-async fn pooled_queries(client: &pool_postgres::Client, sleep: f64) -> Result<(), tokio_postgres::Error> {
+async fn pooled_queries(client: &pool_postgres::Client, sleep: f64) -> Result<(), pool_postgres::Error> {
     for i in 0..QUERIES as i32 {
         if i == 2 {
             client.query_one("SELECT pg_sleep($1)", &[&sleep]).await?;
@@ -418,7 +418,7 @@ impl Monitor {
     }
 
     async fn max_connections(&self) -> Result<i64, String> {
-        pool_postgres::insight::server_limits(&self.client)
+        pool_postgres::insight::server_limits(&*self.client)
             .await
             .map(|limits| limits.max_connections)
             .map_err(|e| error_chain(&e))

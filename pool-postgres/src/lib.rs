@@ -36,7 +36,8 @@ pub use pool_core::{self, ErrorChain, Status};
 pub use query::Query;
 pub use recycling::Recycling;
 pub use settings::{
-    DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, DEFAULT_VERIFY_IDLE_AFTER, PgConfig, PoolSettings,
+    DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig,
+    PoolSettings,
 };
 pub use shared::shared_pool;
 pub use tokio_postgres;

@@ -82,7 +82,7 @@ async fn a_raw_begin_through_the_tokio_postgres_client_is_rolled_back() {
     with_table(&pool).await;
     {
         let client = pool.get().await.unwrap();
-        let raw: &tokio_postgres::Client = &client;
+        let raw = client.raw_reset_on_return();
         raw.simple_query("START TRANSACTION").await.unwrap();
         raw.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     }

@@ -136,7 +136,7 @@ async fn only_live_connections(pool: &PgPool, dead: &HashSet<i32>) {
 async fn idle_connections_notice(pool: &PgPool) {
     common::wait_until(SLACK, "the idle connections notice their sessions ended", || async {
         let mut all_closed = true;
-        pool.inner().retain(|conn, _| {
+        pool.retain(|conn, _| {
             all_closed &= conn.is_closed();
             true
         });

@@ -166,7 +166,7 @@ impl Db {
                 builder.name("pgpool").max_size(1).acquire_timeout(Duration::from_secs(10)).build()
             })
             .map_err(|e| e.to_string())?;
-        let target = describe_target(pool.inner().manager().config());
+        let target = describe_target(pool.postgres_config());
         let client = pool.get().await.map_err(|e| format!("cannot connect to {target}: {e}"))?;
         Ok(Self { pool, client, target })
     }

@@ -108,8 +108,8 @@ macro_rules! pool_settings {
                 #[doc = $summary]
                 $(#[doc = $more])*
                 #[doc = concat!("\n\nURL parameter `", $url, "`; default ", $shown, ".")]
-                pub fn $field(mut self, value: impl Into<$ty>) -> Self {
-                    self.settings.$field = Some(value.into());
+                pub fn $field(mut self, value: impl crate::IntoSetting<$ty>) -> Self {
+                    self.settings.$field = Some(value.into_setting());
                     self
                 }
             )*

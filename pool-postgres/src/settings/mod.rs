@@ -106,6 +106,31 @@ generate::pool_settings! {
         names ["reuse"];
 }
 
+/// What a builder setter takes for a setting of type `T`: the value itself,
+/// and for optional durations a plain `Duration`, for names a `&str`.
+pub trait IntoSetting<T> {
+    /// The setting's value.
+    fn into_setting(self) -> T;
+}
+
+impl<T> IntoSetting<T> for T {
+    fn into_setting(self) -> T {
+        self
+    }
+}
+
+impl IntoSetting<Option<Duration>> for Duration {
+    fn into_setting(self) -> Option<Duration> {
+        Some(self)
+    }
+}
+
+impl IntoSetting<String> for &str {
+    fn into_setting(self) -> String {
+        self.to_owned()
+    }
+}
+
 /// One row of the table: the field and every name it answers to (the URL
 /// parameter first).
 #[derive(Debug)]

@@ -95,7 +95,7 @@ pub async fn backends(monitor: &Client, application_name: &str) -> Vec<i32> {
 }
 
 /// The server process id behind a pooled connection (one round trip).
-pub async fn backend_pid(client: &pool_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+pub async fn backend_pid(client: &pool_postgres::Client) -> Result<i32, pool_postgres::Error> {
     Ok(client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0))
 }
 
