@@ -210,10 +210,11 @@ mod tests {
 
     #[test]
     fn names_belong_to_one_setting_each() {
-        let mut seen = std::collections::HashSet::new();
+        let mut owner = std::collections::HashMap::new();
         for parameter in PARAMETERS {
             for name in parameter.names {
-                assert!(seen.insert(*name), "{name} names two settings");
+                let first = owner.entry(*name).or_insert(parameter.field);
+                assert_eq!(*first, parameter.field, "{name} names two settings");
             }
         }
     }

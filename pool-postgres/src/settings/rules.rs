@@ -229,6 +229,7 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
+        let after = after.trim_start();
         let unit_len = after.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         let number: f64 = number.parse().map_err(|_| String::from(DURATION_FORMS))?;
