@@ -149,7 +149,7 @@ impl ServerLimits {
 pub async fn server_limits(client: &impl Connection) -> Result<ServerLimits, Error> {
     let row = client
         .row(
-        "SELECT current_setting('max_connections')::int8, \
+            "SELECT current_setting('max_connections')::int8, \
                 current_setting('superuser_reserved_connections')::int8, \
                 coalesce(current_setting('reserved_connections', true)::int8, 0), \
                 (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",

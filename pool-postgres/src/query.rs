@@ -305,7 +305,11 @@ macro_rules! query_methods {
         /// # Cancel safety
         ///
         /// As [`query`](Self::query).
-        pub async fn query_typed_raw<P, I>(&self, sql: &str, params: I) -> Result<tokio_postgres::RowStream, crate::Error>
+        pub async fn query_typed_raw<P, I>(
+            &self,
+            sql: &str,
+            params: I,
+        ) -> Result<tokio_postgres::RowStream, crate::Error>
         where
             P: tokio_postgres::types::BorrowToSql,
             I: IntoIterator<Item = (P, tokio_postgres::types::Type)>,
@@ -340,7 +344,10 @@ macro_rules! query_methods {
         /// # Cancel safety
         ///
         /// As [`batch_execute`](Self::batch_execute).
-        pub async fn simple_query(&self, sql: &str) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, crate::Error> {
+        pub async fn simple_query(
+            &self,
+            sql: &str,
+        ) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, crate::Error> {
             let session = self.session();
             session.watch(sql);
             session.bounded(session.client().simple_query(sql)).await

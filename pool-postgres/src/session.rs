@@ -120,7 +120,9 @@ impl<'a> Session<'a> {
     ) -> Result<(Statement, Option<&'q str>), Error> {
         match query.as_query() {
             QueryRef::Prepared(statement) => Ok((statement.clone(), None)),
-            QueryRef::Text(sql) if self.conn.cache().enabled() => Ok((self.prepare_cached(sql).await?, Some(sql))),
+            QueryRef::Text(sql) if self.conn.cache().enabled() => {
+                Ok((self.prepare_cached(sql).await?, Some(sql)))
+            }
             QueryRef::Text(sql) => {
                 self.watch(sql);
                 Ok((self.bounded(self.client().prepare(sql)).await?, None))

@@ -115,7 +115,8 @@ impl<'a> Transaction<'a> {
 
     async fn end(&mut self, commit: bool) -> Result<(), Error> {
         let sql = self.end_sql(commit);
-        let out = Session::new(self.conn, Scope::Autocommit).bounded(self.conn.client.batch_execute(&sql)).await;
+        let out =
+            Session::new(self.conn, Scope::Autocommit).bounded(self.conn.client.batch_execute(&sql)).await;
         // Answered, well or not, the block is over on the server (a failed
         // COMMIT rolls back); only a lost connection leaves it open, and that
         // connection is closed on return.

@@ -68,6 +68,7 @@ async fn a_raw_begin_through_the_guard_is_rolled_back() {
     {
         let client = pool.get().await.unwrap();
         client.batch_execute("BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
+        assert!(common::in_transaction(&client).await, "the probe sees the open block");
     }
     let client = pool.get().await.unwrap();
     assert!(!common::in_transaction(&client).await);

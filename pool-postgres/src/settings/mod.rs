@@ -10,6 +10,8 @@
 
 mod file;
 mod generate;
+#[cfg(test)]
+mod paths_tests;
 mod rules;
 
 use std::time::Duration;
@@ -162,8 +164,14 @@ mod tests {
     fn prisma_parameters_map_to_pool_settings() {
         assert_eq!(set("connection_limit", "5").unwrap().max_size, Some(5));
         assert_eq!(set("pool_timeout", "2").unwrap().acquire_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(set("connect_timeout", "1.5").unwrap().create_timeout, Some(Some(Duration::from_millis(1500))));
-        assert_eq!(set("socket_timeout", "250ms").unwrap().socket_timeout, Some(Some(Duration::from_millis(250))));
+        assert_eq!(
+            set("connect_timeout", "1.5").unwrap().create_timeout,
+            Some(Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            set("socket_timeout", "250ms").unwrap().socket_timeout,
+            Some(Some(Duration::from_millis(250)))
+        );
     }
 
     #[test]
