@@ -57,20 +57,12 @@ impl Connection for crate::Client {
 }
 
 impl Connection for tokio_postgres::Client {
-    fn rows<'a>(
-        &'a self,
-        sql: &'a str,
-        params: &'a [&'a (dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Vec<Row>, Error>> + Send + 'a {
-        async move { Ok(self.query(sql, params).await?) }
+    async fn rows<'a>(&'a self, sql: &'a str, params: &'a [&'a (dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+        Ok(self.query(sql, params).await?)
     }
 
-    fn row<'a>(
-        &'a self,
-        sql: &'a str,
-        params: &'a [&'a (dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Row, Error>> + Send + 'a {
-        async move { Ok(self.query_one(sql, params).await?) }
+    async fn row<'a>(&'a self, sql: &'a str, params: &'a [&'a (dyn ToSql + Sync)]) -> Result<Row, Error> {
+        Ok(self.query_one(sql, params).await?)
     }
 }
 
