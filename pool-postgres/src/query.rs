@@ -72,8 +72,7 @@ macro_rules! query_methods {
         /// Cancel-safe.
         pub async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, crate::Error> {
             let session = self.session();
-            session.watch(sql);
-            session.bounded(session.client().prepare(sql)).await
+            session.unprepared(sql, session.client().prepare(sql)).await
         }
 
         /// Prepares a statement with the parameter types given (uncached).
@@ -91,8 +90,7 @@ macro_rules! query_methods {
             types: &[tokio_postgres::types::Type],
         ) -> Result<tokio_postgres::Statement, crate::Error> {
             let session = self.session();
-            session.watch(sql);
-            session.bounded(session.client().prepare_typed(sql, types)).await
+            session.unprepared(sql, session.client().prepare_typed(sql, types)).await
         }
 
         /// Runs a query and returns all its rows. SQL text goes through the
@@ -235,8 +233,7 @@ macro_rules! query_methods {
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<Vec<tokio_postgres::Row>, crate::Error> {
             let session = self.session();
-            session.watch(sql);
-            session.bounded(session.client().query_typed(sql, params)).await
+            session.unprepared(sql, session.client().query_typed(sql, params)).await
         }
 
         /// As [`query_typed`](Self::query_typed), for exactly one row.
@@ -254,8 +251,7 @@ macro_rules! query_methods {
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<tokio_postgres::Row, crate::Error> {
             let session = self.session();
-            session.watch(sql);
-            session.bounded(session.client().query_typed_one(sql, params)).await
+            session.unprepared(sql, session.client().query_typed_one(sql, params)).await
         }
 
         /// As [`query_typed`](Self::query_typed), for at most one row.
@@ -273,8 +269,7 @@ macro_rules! query_methods {
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<Option<tokio_postgres::Row>, crate::Error> {
             let session = self.session();
-            session.watch(sql);
-            session.bounded(session.client().query_typed_opt(sql, params)).await
+            session.unprepared(sql, session.client().query_typed_opt(sql, params)).await
         }
 
         /// As [`query_typed`](Self::query_typed), returning how many rows it changed.
@@ -292,8 +287,7 @@ macro_rules! query_methods {
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<u64, crate::Error> {
             let session = self.session();
-            session.watch(sql);
-            session.bounded(session.client().execute_typed(sql, params)).await
+            session.unprepared(sql, session.client().execute_typed(sql, params)).await
         }
 
         /// As [`query_typed`](Self::query_typed), streaming the rows; parameters as an iterator.
@@ -315,8 +309,7 @@ macro_rules! query_methods {
             I: IntoIterator<Item = (P, tokio_postgres::types::Type)>,
         {
             let session = self.session();
-            session.watch(sql);
-            session.bounded(session.client().query_typed_raw(sql, params)).await
+            session.unprepared(sql, session.client().query_typed_raw(sql, params)).await
         }
 
         /// Runs one or more statements with the simple protocol, returning nothing.
@@ -331,8 +324,7 @@ macro_rules! query_methods {
         /// reset before reuse either way.
         pub async fn batch_execute(&self, sql: &str) -> Result<(), crate::Error> {
             let session = self.session();
-            session.watch(sql);
-            session.bounded(session.client().batch_execute(sql)).await
+            session.unprepared(sql, session.client().batch_execute(sql)).await
         }
 
         /// Runs one or more statements with the simple protocol, returning text rows.
@@ -349,8 +341,7 @@ macro_rules! query_methods {
             sql: &str,
         ) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, crate::Error> {
             let session = self.session();
-            session.watch(sql);
-            session.bounded(session.client().simple_query(sql)).await
+            session.unprepared(sql, session.client().simple_query(sql)).await
         }
 
         /// Starts `COPY ... FROM STDIN`; write the data to the sink and

@@ -101,6 +101,17 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Steps 2 and 4 for SQL text sent as it is (simple protocol, unnamed
+    /// statements, uncached prepares): nothing cached, nothing to go stale.
+    pub(crate) async fn unprepared<T>(
+        &self,
+        sql: &str,
+        round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, Error> {
+        self.watch(sql);
+        self.bounded(round_trip).await
+    }
+
     /// The statement cached for `sql` on this connection, or a new one
     /// (prepared, then cached); with the cache off, prepared every time.
     pub(crate) async fn prepare_cached(&self, sql: &str) -> Result<Statement, Error> {
@@ -123,10 +134,7 @@ impl<'a> Session<'a> {
             QueryRef::Text(sql) if self.conn.cache().enabled() => {
                 Ok((self.prepare_cached(sql).await?, Some(sql)))
             }
-            QueryRef::Text(sql) => {
-                self.watch(sql);
-                Ok((self.bounded(self.client().prepare(sql)).await?, None))
-            }
+            QueryRef::Text(sql) => Ok((self.unprepared(sql, self.client().prepare(sql)).await?, None)),
         }
     }
 

@@ -83,15 +83,7 @@ async fn terminate_idle_ends_only_matching_idle_sessions_and_never_its_own() {
 
     // pg_terminate_backend only signals the sessions; once each has ended
     // and its socket has said so, the pool hands out live connections.
-    common::wait_until(common::SLACK, "the terminated sessions' sockets close", || async {
-        let mut all_closed = true;
-        victims.retain(|conn, _| {
-            all_closed &= conn.is_closed();
-            true
-        });
-        all_closed
-    })
-    .await;
+    common::idle_connections_notice(&victims).await;
     let client = victims.get().await.unwrap();
     assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
 }

@@ -130,21 +130,6 @@ async fn only_live_connections(pool: &PgPool, dead: &HashSet<i32>) {
     common::assert_settled(&status);
 }
 
-/// Waits until every idle connection of the pool has noticed, on its own
-/// socket, that its session ended (what the default `Fast` recycling relies
-/// on when the connection was used less than `verify_idle_after` ago).
-async fn idle_connections_notice(pool: &PgPool) {
-    common::wait_until(SLACK, "the idle connections notice their sessions ended", || async {
-        let mut all_closed = true;
-        pool.retain(|conn, _| {
-            all_closed &= conn.is_closed();
-            true
-        });
-        all_closed
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn terminated_sessions_idle_and_busy_are_replaced_with_default_recycling() {
     let server = common::start(&TestServerBuilder::new());
@@ -163,7 +148,7 @@ async fn terminated_sessions_idle_and_busy_are_replaced_with_default_recycling()
         all_dead.extend(dead);
         // Fast recycling trusts a connection used within verify_idle_after
         // once its socket shows no end; give the sockets the moment it takes.
-        idle_connections_notice(&pool).await;
+        common::idle_connections_notice(&pool).await;
         only_live_connections(&pool, &all_dead).await;
     }
     watch.finish().await;

@@ -184,3 +184,18 @@ pub fn stray_rollbacks(server: &TestServer) -> usize {
         .matches("there is no transaction in progress")
         .count()
 }
+
+/// Waits until every idle connection of the pool has noticed, on its own
+/// socket, that its session ended (what the default `Fast` recycling relies
+/// on when the connection was used less than `verify_idle_after` ago).
+pub async fn idle_connections_notice(pool: &PgPool) {
+    wait_until(SLACK, "the idle connections notice their sessions ended", || async {
+        let mut all_closed = true;
+        pool.retain(|conn, _| {
+            all_closed &= conn.is_closed();
+            true
+        });
+        all_closed
+    })
+    .await;
+}
