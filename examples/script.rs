@@ -46,7 +46,7 @@ async fn main() -> ExitCode {
 async fn work() -> Result<i64, String> {
     let pool = shared_pool().map_err(|e| e.to_string())?;
     let client = pool.get().await.map_err(|e| format!("no database connection: {e}"))?;
-    let step = |what: &'static str| move |e: tokio_postgres::Error| format!("{what}: {}", ErrorChain(&e));
+    let step = |what: &'static str| move |e: pool_postgres::Error| format!("{what}: {}", ErrorChain(&e));
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS script_runs (

@@ -148,7 +148,7 @@ fn unavailable(e: &PoolError) -> Response {
 }
 
 /// A query error: 500.
-fn query_failed(e: &tokio_postgres::Error) -> Response {
+fn query_failed(e: &pool_postgres::Error) -> Response {
     let text = ErrorChain(e).to_string();
     tracing::warn!("query failed: {text}");
     error(StatusCode::INTERNAL_SERVER_ERROR, text)
@@ -186,7 +186,7 @@ async fn health(State(state): State<AppState>) -> Response {
 async fn metrics_text(State(state): State<AppState>) -> Response {
     // Gauges exact at every scrape, also while a keepalive check runs
     // (events keep them current otherwise).
-    state.metrics.record_status(state.pool.inner().name(), &state.pool.status());
+    state.metrics.record_status(state.pool.name(), &state.pool.status());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render()).into_response()
 }
 

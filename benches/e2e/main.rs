@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use pool_core::ErrorChain;
-use pool_postgres::test_server::TestServer;
+use pool_postgres_test_server::TestServer;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::{CellOutcome, CellSpec};

@@ -214,7 +214,7 @@ fn deadpool_error(error: &deadpool_postgres::PoolError) -> OpError {
     }
 }
 
-fn db(e: &tokio_postgres::Error) -> OpError {
+fn db(e: &(dyn std::error::Error + 'static)) -> OpError {
     OpError::of(e)
 }
 

@@ -3,7 +3,7 @@
 //!
 //! This is the only file that knows about the throwaway-server helper.
 
-use pool_postgres::test_server::TestServer;
+use pool_postgres_test_server::TestServer;
 
 /// `max_connections` of the throwaway server.
 const THROWAWAY_MAX_CONNECTIONS: u32 = 20;

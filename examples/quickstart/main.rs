@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Without `DATABASE_URL` it starts a throwaway PostgreSQL server (the
-//! `test-server` feature of pool-postgres; needs the server binaries, e.g.
+//! `pool-postgres-test-server` crate; needs the server binaries, e.g.
 //! `apt-get install postgresql`) with `max_connections=20`, and stops it on
 //! exit, Ctrl-C included.
 //!
@@ -101,7 +101,7 @@ async fn run(args: &Args, url: &str) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     // The same server, user and options for raw connections (pool
     // parameters of the URL already taken out).
-    let base = shared.inner().manager().config().clone();
+    let base = shared.postgres_config().clone();
     let monitor = Monitor::connect(&base).await?;
     let max_connections = monitor.max_connections().await?;
     let duration = args.seconds.map(Duration::from_secs_f64);

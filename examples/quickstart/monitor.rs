@@ -36,7 +36,7 @@ impl Monitor {
 
     /// The server's `max_connections`.
     pub(crate) async fn max_connections(&self) -> Result<i64, String> {
-        pool_postgres::insight::server_limits(&self.client)
+        pool_postgres::insight::server_limits(&*self.client)
             .await
             .map(|limits| limits.max_connections)
             .map_err(|e| ErrorChain(&e).to_string())

@@ -95,39 +95,46 @@ impl Unit {
 
 /// A client the queries go through; the strategies differ in which.
 trait QueryClient: Sync {
+    /// What a failed query returns.
+    type Error: std::error::Error + 'static;
+
     fn query_one(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send;
+    ) -> impl Future<Output = Result<Row, Self::Error>> + Send;
 }
 
 /// A raw connection prepares each statement on every call, as code without
 /// a pool does.
 impl QueryClient for tokio_postgres::Client {
+    type Error = tokio_postgres::Error;
+
     fn query_one(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
+    ) -> impl Future<Output = Result<Row, Self::Error>> + Send {
         tokio_postgres::Client::query_one(self, sql, params)
     }
 }
 
 /// A pooled connection prepares each statement once and caches it.
 impl QueryClient for pool_postgres::Client {
+    type Error = pool_postgres::Error;
+
     fn query_one(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Row, tokio_postgres::Error>> + Send {
+    ) -> impl Future<Output = Result<Row, Self::Error>> + Send {
         pool_postgres::Client::query_one(self, sql, params)
     }
 }
 
 /// The queries of one unit of work: [`QUERIES`] of them, the third sleeping
 /// `sleep` seconds on the server so the connection is held a moment.
-async fn queries(client: &impl QueryClient, sleep: f64) -> Result<(), tokio_postgres::Error> {
+async fn queries<C: QueryClient>(client: &C, sleep: f64) -> Result<(), C::Error> {
     for i in 0..QUERIES as i32 {
         if i == 2 {
             client.query_one("SELECT pg_sleep($1)", &[&sleep]).await?;

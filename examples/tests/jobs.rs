@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use pool_postgres::test_server::TestServer;
+use pool_postgres_test_server::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_records_its_runs_and_closes_its_connections() {

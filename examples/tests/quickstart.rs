@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use pool_postgres::test_server::TestServer;
+use pool_postgres_test_server::TestServer;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Running, http_get};
-use pool_postgres::test_server::TestServer;
+use pool_postgres_test_server::TestServer;
 
 /// Starts the service on a free port; returns it and its address.
 fn start_service(database_url: &str) -> (Running, SocketAddr) {

@@ -89,7 +89,7 @@ impl<E> Error<E> {
 }
 
 /// Displays an error and every `source()` below it, `: `-separated, skipping
-/// a source whose text the previous one already contains.
+/// a source whose text is already in what was written before it.
 ///
 /// Backends often put the real cause in a source: tokio-postgres displays a
 /// server error as just "db error", and its source says "FATAL: sorry, too
@@ -117,18 +117,17 @@ pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
 
 impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut last = self.0.to_string();
-        f.write_str(&last)?;
+        let mut text = self.0.to_string();
         let mut next = self.0.source();
         while let Some(source) = next {
-            let text = source.to_string();
-            if !last.contains(&text) {
-                write!(f, ": {text}")?;
+            let part = source.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
             }
-            last = text;
             next = source.source();
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 
-use tokio_postgres::{Error, Statement};
+use tokio_postgres::Statement;
 
 use crate::hygiene;
 
@@ -80,13 +80,12 @@ fn lock(cache: &Mutex<StatementCache>) -> std::sync::MutexGuard<'_, StatementCac
 
 /// The statement cached for `sql`, or the one `prepare` makes (then cached),
 /// with whether `sql` may leave the session dirty (see [`hygiene`]). The
-/// one path the client guard and transactions share; the lock is not held
-/// while preparing.
-pub(crate) async fn prepare_cached(
+/// lock is not held while preparing.
+pub(crate) async fn prepare_cached<E>(
     cache: &Mutex<StatementCache>,
     sql: &str,
-    prepare: impl Future<Output = Result<Statement, Error>>,
-) -> Result<(Statement, bool), Error> {
+    prepare: impl Future<Output = Result<Statement, E>>,
+) -> Result<(Statement, bool), E> {
     if let Some(hit) = lock(cache).get(sql) {
         return Ok(hit);
     }

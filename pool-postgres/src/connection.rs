@@ -11,8 +11,7 @@ use tokio_postgres::{AsyncMessage, Client};
 
 use crate::cache::StatementCache;
 
-/// A pooled connection. Reached through [`Client`](crate::Client), which
-/// derefs to the `tokio_postgres::Client`.
+/// A pooled connection, reached through the [`Client`](crate::Client) guard.
 pub struct PgConnection {
     pub(crate) client: Client,
     pub(crate) cache: Mutex<StatementCache>,
@@ -78,18 +77,20 @@ impl PgConnection {
         self.dirty.store(true, Ordering::Relaxed);
     }
 
+    pub(crate) fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn is_marked_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
     }
 
-    /// On return: if the session may be inside a transaction, queue a
-    /// `ROLLBACK` (without waiting for it; it runs before anything the next
-    /// borrower sends, on the same socket, in order). This is the mechanism
-    /// tokio-postgres itself uses when a `Transaction` is dropped.
-    pub(crate) fn reset_if_dirty(&self) {
-        if self.dirty.swap(false, Ordering::Relaxed) {
-            self.client.__private_api_rollback(None);
-        }
+    /// On return: if the session may be inside a transaction, send a
+    /// `ROLLBACK` without waiting for it (it runs before anything the next
+    /// borrower sends, on the same socket, in order; see [`crate::queued`]).
+    /// Returns `false` if the session could not be reset.
+    pub(crate) fn reset_if_dirty(&self) -> bool {
+        !self.dirty.swap(false, Ordering::Relaxed) || crate::queued::queue(&self.client, "ROLLBACK")
     }
 
     pub(crate) fn cache(&self) -> std::sync::MutexGuard<'_, StatementCache> {

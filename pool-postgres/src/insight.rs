@@ -1,12 +1,78 @@
 //! Server insight for operators: who holds the server's connections, how
 //! many it allows, whether a deployment's pools fit, and ending idle
-//! sessions. Every function takes any `tokio_postgres::Client` (a pooled
-//! [`Client`](crate::Client) derefs to one) and runs parameterised SQL.
+//! sessions. Every function takes a pooled [`Client`](crate::Client) or a
+//! plain `tokio_postgres::Client` (see [`Connection`]) and runs
+//! parameterised SQL.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
-use tokio_postgres::Error;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::Error;
+
+/// What the insight functions read through: a pooled [`Client`](crate::Client)
+/// (its statements take the pool's one query path) or a plain
+/// `tokio_postgres::Client` (as the `pgpool` tool uses).
+pub trait Connection: sealed::Sealed + Sync {
+    #[doc(hidden)]
+    fn rows<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>, Error>> + Send + 'a;
+
+    #[doc(hidden)]
+    fn row<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Row, Error>> + Send + 'a;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::Client {}
+    impl Sealed for tokio_postgres::Client {}
+}
+
+impl Connection for crate::Client {
+    fn rows<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>, Error>> + Send + 'a {
+        self.query(sql, params)
+    }
+
+    fn row<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Row, Error>> + Send + 'a {
+        self.query_one(sql, params)
+    }
+}
+
+impl Connection for tokio_postgres::Client {
+    fn rows<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>, Error>> + Send + 'a {
+        async move { Ok(self.query(sql, params).await?) }
+    }
+
+    fn row<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Row, Error>> + Send + 'a {
+        async move { Ok(self.query_one(sql, params).await?) }
+    }
+}
 
 /// Client connections on the server with one state and application name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +96,9 @@ pub struct ConnectionGroup {
 /// # Cancel safety
 ///
 /// Cancel-safe (a read-only query).
-pub async fn connections_by_state(client: &tokio_postgres::Client) -> Result<Vec<ConnectionGroup>, Error> {
+pub async fn connections_by_state(client: &impl Connection) -> Result<Vec<ConnectionGroup>, Error> {
     let rows = client
-        .query(
+        .rows(
             "SELECT coalesce(state, 'unknown'), coalesce(application_name, ''), count(*) \
              FROM pg_stat_activity WHERE backend_type = 'client backend' \
              GROUP BY 1, 2 ORDER BY 3 DESC, 2, 1",
@@ -80,13 +146,13 @@ impl ServerLimits {
 /// # Cancel safety
 ///
 /// Cancel-safe (a read-only query).
-pub async fn server_limits(client: &tokio_postgres::Client) -> Result<ServerLimits, Error> {
+pub async fn server_limits(client: &impl Connection) -> Result<ServerLimits, Error> {
     let row = client
-        .query_one(
-            "SELECT current_setting('max_connections')::int8, \
-                    current_setting('superuser_reserved_connections')::int8, \
-                    coalesce(current_setting('reserved_connections', true)::int8, 0), \
-                    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+        .row(
+        "SELECT current_setting('max_connections')::int8, \
+                current_setting('superuser_reserved_connections')::int8, \
+                coalesce(current_setting('reserved_connections', true)::int8, 0), \
+                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
             &[],
         )
         .await?;
@@ -202,11 +268,11 @@ impl IdleFilter {
 ///
 /// Not cancel-safe in effect: sessions terminated before the drop stay terminated.
 pub async fn terminate_idle(
-    client: &tokio_postgres::Client,
+    client: &impl Connection,
     filter: &IdleFilter,
 ) -> Result<Vec<IdleSession>, Error> {
     let rows = client
-        .query(
+        .rows(
             "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
                     extract(epoch FROM now() - a.state_change)::float8, \
                     CASE WHEN $4 THEN false ELSE pg_terminate_backend(a.pid) END \

@@ -1,15 +1,21 @@
 #![doc = include_str!("../README.md")]
 
+mod budget;
+mod builder;
 mod cache;
 mod client;
+mod config_error;
 mod connection;
 mod error;
 mod hygiene;
 pub mod insight;
 mod manager;
 mod pool;
+mod query;
+mod queued;
 mod recycling;
 mod registry;
+mod session;
 mod settings;
 mod shared;
 #[cfg(feature = "tls")]
@@ -17,24 +23,25 @@ mod tls;
 mod transaction;
 mod url;
 
-#[cfg(feature = "test-server")]
-pub mod test_server;
-
+pub use budget::BudgetCheckError;
+pub use builder::PgPoolBuilder;
 pub use cache::CacheStats;
-pub use client::{Client, Query};
+pub use client::Client;
+pub use config_error::ConfigError;
 pub use connection::PgConnection;
-pub use error::ConfigError;
+pub use error::{Error, ErrorKind};
 pub use manager::PgManager;
-pub use pool::{
-    BudgetCheckError, DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, PgConfig, PgPool, PgPoolBuilder,
-    PoolError,
-};
-pub use pool_core::{self, Status};
+pub use pool::{PgPool, PoolError};
+pub use pool_core::{self, ErrorChain, Status};
+pub use query::Query;
 pub use recycling::Recycling;
-pub use settings::PoolSettings;
+pub use settings::{
+    DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig,
+    PoolSettings,
+};
 pub use shared::shared_pool;
 pub use tokio_postgres;
-pub use transaction::Transaction;
+pub use transaction::{Transaction, TransactionBuilder};
 
 /// The workspace README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

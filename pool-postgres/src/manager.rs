@@ -36,7 +36,7 @@ impl PgManager {
         Self {
             config,
             recycling: Recycling::default(),
-            verify_idle_after: Duration::from_secs(5),
+            verify_idle_after: crate::settings::DEFAULT_VERIFY_IDLE_AFTER,
             statement_cache_size: crate::DEFAULT_STATEMENT_CACHE_SIZE,
             socket_timeout: None,
             #[cfg(feature = "tls")]
@@ -84,11 +84,7 @@ impl Manager for PgManager {
     }
 
     fn is_broken(&self, conn: &mut PgConnection) -> bool {
-        if conn.is_closed() || conn.is_marked_broken() {
-            return true;
-        }
-        conn.reset_if_dirty();
-        false
+        conn.is_closed() || conn.is_marked_broken() || !conn.reset_if_dirty()
     }
 
     fn destroy(&self, conn: PgConnection, reason: DestroyReason) {

@@ -3,7 +3,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 use crate::pool::PgPool;
 
 static SHARED: OnceLock<PgPool> = OnceLock::new();

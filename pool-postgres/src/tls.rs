@@ -23,7 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 pub(crate) use tokio_postgres_rustls::MakeRustlsConnect;
 

@@ -1,172 +1,106 @@
-//! [`Transaction`]: a transaction on a pooled connection whose query
-//! methods use the connection's statement cache, like the client guard's.
+//! [`Transaction`]: a transaction block (or a savepoint inside one) on a
+//! pooled connection, with the same query methods as the client guard.
+//!
+//! The block is begun and ended with plain `BEGIN`, `COMMIT` and `ROLLBACK`
+//! (`SAVEPOINT`, `RELEASE`, `ROLLBACK TO` for nested ones) sent by this
+//! module. A guard dropped without `commit` or `rollback` sends its
+//! `ROLLBACK` at once without waiting (see [`crate::queued`]), so exactly
+//! one `ROLLBACK` ends an abandoned block and the connection is clean
+//! before anything else is sent on it. A statement in the block that failed
+//! has aborted it on the server; `commit` then rolls back and says so
+//! instead of reporting success.
 
-use std::future::Future;
-use std::ops::Deref;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::sync::OnceLock;
 
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Error, Row, Statement};
+use tokio_postgres::IsolationLevel;
 
-use crate::cache::{self, StatementCache};
-use crate::client::{Query, QueryRef, bounded, is_stale_plan};
+use crate::connection::PgConnection;
+use crate::error::Error;
+use crate::query::query_methods;
+use crate::session::{Scope, Session};
 
-/// A transaction begun with [`Client::transaction`](crate::Client::transaction).
+/// A transaction begun with [`Client::transaction`](crate::Client::transaction)
+/// or [`Transaction::savepoint`].
 ///
-/// `query`, `query_one`, `query_opt` and `execute` given SQL text use the
-/// connection's statement cache (prepared statements outlive transactions,
-/// so what is prepared here serves later calls too). Everything else of
-/// `tokio_postgres::Transaction` (savepoints, `copy_in`, portals...) is
-/// reachable through `Deref`. Dropped without [`commit`](Transaction::commit),
-/// it rolls back.
+/// Its query methods are the client guard's: SQL text uses the connection's
+/// statement cache (prepared statements outlive transactions, so what is
+/// prepared here serves later calls too), and every statement runs under
+/// `socket_timeout`. Dropped without [`commit`](Transaction::commit), it
+/// rolls back.
 pub struct Transaction<'a> {
-    tx: tokio_postgres::Transaction<'a>,
-    cache: &'a Mutex<StatementCache>,
-    broken: &'a AtomicBool,
-    socket_timeout: Option<Duration>,
+    conn: &'a PgConnection,
+    /// 0 for the transaction block, n for the n-th nested savepoint.
+    depth: u32,
+    /// The first statement that failed inside this block or savepoint.
+    first_failure: OnceLock<String>,
+    /// `COMMIT` or `ROLLBACK` has been sent and answered.
+    ended: bool,
 }
 
 impl<'a> Transaction<'a> {
-    pub(crate) fn new(
-        tx: tokio_postgres::Transaction<'a>,
-        cache: &'a Mutex<StatementCache>,
-        broken: &'a AtomicBool,
-        socket_timeout: Option<Duration>,
-    ) -> Self {
-        Self { tx, cache, broken, socket_timeout }
+    /// Sends `begin` (`BEGIN ...`). If this future is dropped before the
+    /// answer, the block may be open on the server with no guard to end it,
+    /// so a `ROLLBACK` is sent at once (see [`Unanswered`]).
+    pub(crate) async fn begin(conn: &'a PgConnection, begin: &str) -> Result<Self, Error> {
+        let unanswered = Unanswered(Some(conn));
+        let out = Session::new(conn, Scope::Autocommit).bounded(conn.client.batch_execute(begin)).await;
+        unanswered.answered();
+        out?;
+        Ok(Self { conn, depth: 0, first_failure: OnceLock::new(), ended: false })
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, StatementCache> {
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn session(&self) -> Session<'_> {
+        Session::new(self.conn, Scope::Transaction(&self.first_failure))
     }
 
-    async fn bounded<T>(&self, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        bounded(self.broken, self.socket_timeout, fut).await
+    fn savepoint_name(depth: u32) -> String {
+        format!("pool_savepoint_{depth}")
     }
 
-    /// Prepares `sql`, or returns the statement cached for it on this connection.
+    query_methods!();
+
+    /// Opens a savepoint: a nested transaction that commits into this one
+    /// (`RELEASE`) or rolls back to where it began (`ROLLBACK TO`), leaving
+    /// this one usable.
     ///
     /// # Errors
     ///
-    /// The server's error if the statement does not parse.
+    /// The server's error for `SAVEPOINT`.
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: a statement prepared by a dropped call is simply not cached.
-    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, Error> {
-        // Inside a transaction block, session dirtiness is the block's own
-        // business: it ends itself on commit or drop.
-        let prepare = self.bounded(self.tx.prepare(sql));
-        Ok(cache::prepare_cached(self.cache, sql, prepare).await?.0)
+    /// Cancel-safe: a savepoint left half-made is undone with this
+    /// transaction.
+    pub async fn savepoint(&mut self) -> Result<Transaction<'_>, Error> {
+        let depth = self.depth + 1;
+        let sql = format!("SAVEPOINT {}", Self::savepoint_name(depth));
+        self.session().bounded(self.conn.client.batch_execute(&sql)).await?;
+        Ok(Transaction { conn: self.conn, depth, first_failure: OnceLock::new(), ended: false })
     }
 
-    /// Runs `op` with the statement for `query`. A cached statement made
-    /// stale by a schema change is dropped from the cache (the error still
-    /// reaches the caller: it has aborted the transaction).
-    async fn with_statement<T, F, Fut>(&self, query: &(impl Query + ?Sized), op: F) -> Result<T, Error>
-    where
-        F: FnOnce(Statement) -> Fut,
-        Fut: Future<Output = Result<T, Error>>,
-    {
-        let (statement, cached) = match query.as_query() {
-            QueryRef::Prepared(statement) => (statement.clone(), None),
-            QueryRef::Text(sql) if self.cache().enabled() => (self.prepare_cached(sql).await?, Some(sql)),
-            QueryRef::Text(sql) => (self.bounded(self.tx.prepare(sql)).await?, None),
-        };
-        let out = self.bounded(op(statement)).await;
-        if let (Err(error), Some(sql)) = (&out, cached)
-            && is_stale_plan(error)
-        {
-            self.cache().remove(sql);
+    /// Commits the transaction (releases the savepoint).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TransactionAborted`](crate::ErrorKind::TransactionAborted)
+    /// if a statement in it failed (it has been rolled back), or the
+    /// server's error for `COMMIT` (serialization failures are reported
+    /// here; the transaction is then rolled back too).
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped before `COMMIT` is answered, a `ROLLBACK` follows: the
+    /// transaction is committed only if `COMMIT` reached the server first.
+    pub async fn commit(mut self) -> Result<(), Error> {
+        if let Some(first_failure) = self.first_failure.get().cloned() {
+            self.end(false).await?;
+            return Err(Error::transaction_aborted(first_failure));
         }
-        out
+        self.end(true).await
     }
 
-    /// Runs a query and returns all its rows.
-    ///
-    /// # Errors
-    ///
-    /// The server's error, or a timeout error after `socket_timeout`.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe: the server may still run the query; its answer is discarded.
-    pub async fn query(
-        &self,
-        query: &(impl Query + ?Sized),
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, Error> {
-        self.with_statement(query, |s| async move { self.tx.query(&s, params).await }).await
-    }
-
-    /// Runs a query that returns exactly one row.
-    ///
-    /// # Errors
-    ///
-    /// As [`Transaction::query`], and an error when it returns no row or more than one.
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Transaction::query`].
-    pub async fn query_one(
-        &self,
-        query: &(impl Query + ?Sized),
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, Error> {
-        self.with_statement(query, |s| async move { self.tx.query_one(&s, params).await }).await
-    }
-
-    /// Runs a query that returns at most one row.
-    ///
-    /// # Errors
-    ///
-    /// As [`Transaction::query`], and an error when it returns more than one row.
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Transaction::query`].
-    pub async fn query_opt(
-        &self,
-        query: &(impl Query + ?Sized),
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, Error> {
-        self.with_statement(query, |s| async move { self.tx.query_opt(&s, params).await }).await
-    }
-
-    /// Runs a statement and returns how many rows it changed.
-    ///
-    /// # Errors
-    ///
-    /// As [`Transaction::query`].
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Transaction::query`].
-    pub async fn execute(
-        &self,
-        query: &(impl Query + ?Sized),
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, Error> {
-        self.with_statement(query, |s| async move { self.tx.execute(&s, params).await }).await
-    }
-
-    /// Commits the transaction.
-    ///
-    /// # Errors
-    ///
-    /// The server's error for `COMMIT` (the transaction is then rolled back).
-    ///
-    /// # Cancel safety
-    ///
-    /// If dropped before `COMMIT` is sent, the transaction rolls back.
-    pub async fn commit(self) -> Result<(), Error> {
-        let Self { tx, broken, socket_timeout, .. } = self;
-        bounded(broken, socket_timeout, tx.commit()).await
-    }
-
-    /// Rolls the transaction back (dropping it does the same, without waiting).
+    /// Rolls the transaction back (to the savepoint). Dropping it does the
+    /// same without waiting.
     ///
     /// # Errors
     ///
@@ -175,22 +109,136 @@ impl<'a> Transaction<'a> {
     /// # Cancel safety
     ///
     /// Cancel-safe: the transaction ends either way.
-    pub async fn rollback(self) -> Result<(), Error> {
-        let Self { tx, broken, socket_timeout, .. } = self;
-        bounded(broken, socket_timeout, tx.rollback()).await
+    pub async fn rollback(mut self) -> Result<(), Error> {
+        self.end(false).await
+    }
+
+    async fn end(&mut self, commit: bool) -> Result<(), Error> {
+        let sql = self.end_sql(commit);
+        let out = Session::new(self.conn, Scope::Autocommit).bounded(self.conn.client.batch_execute(&sql)).await;
+        // Answered, well or not, the block is over on the server (a failed
+        // COMMIT rolls back); only a lost connection leaves it open, and that
+        // connection is closed on return.
+        self.ended = true;
+        out
+    }
+
+    fn end_sql(&self, commit: bool) -> String {
+        match (self.depth, commit) {
+            (0, true) => String::from("COMMIT"),
+            (0, false) => String::from("ROLLBACK"),
+            (depth, true) => format!("RELEASE SAVEPOINT {}", Self::savepoint_name(depth)),
+            (depth, false) => {
+                let name = Self::savepoint_name(depth);
+                format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+            }
+        }
     }
 }
 
-impl<'a> Deref for Transaction<'a> {
-    type Target = tokio_postgres::Transaction<'a>;
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.ended && !crate::queued::queue(&self.conn.client, &self.end_sql(false)) {
+            self.conn.mark_broken();
+        }
+    }
+}
 
-    fn deref(&self) -> &tokio_postgres::Transaction<'a> {
-        &self.tx
+/// A `BEGIN` on its way: the future carrying it holds this, and dropping
+/// it before [`Unanswered::answered`] (the future was cancelled) rolls back
+/// whatever the `BEGIN` opened.
+struct Unanswered<'a>(Option<&'a PgConnection>);
+
+impl Unanswered<'_> {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0
+            && !crate::queued::queue(&conn.client, "ROLLBACK")
+        {
+            conn.mark_broken();
+        }
     }
 }
 
 impl std::fmt::Debug for Transaction<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transaction").finish_non_exhaustive()
+        f.debug_struct("Transaction")
+            .field("depth", &self.depth)
+            .field("failed", &self.first_failure.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for a transaction's `BEGIN`; from [`Client::build_transaction`](crate::Client::build_transaction).
+#[must_use = "a transaction builder does nothing until .start() is awaited"]
+pub struct TransactionBuilder<'a> {
+    conn: &'a PgConnection,
+    isolation_level: Option<IsolationLevel>,
+    read_only: Option<bool>,
+    deferrable: Option<bool>,
+}
+
+impl<'a> TransactionBuilder<'a> {
+    pub(crate) fn new(conn: &'a PgConnection) -> Self {
+        Self { conn, isolation_level: None, read_only: None, deferrable: None }
+    }
+
+    /// The isolation level (default: the server's, usually read committed).
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.isolation_level = Some(level);
+        self
+    }
+
+    /// Read-only (or explicitly read-write).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = Some(read_only);
+        self
+    }
+
+    /// Deferrable (only matters for serializable read-only transactions).
+    pub fn deferrable(mut self, deferrable: bool) -> Self {
+        self.deferrable = Some(deferrable);
+        self
+    }
+
+    /// Begins the transaction.
+    ///
+    /// # Errors
+    ///
+    /// The server's error for `BEGIN`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Client::transaction`](crate::Client::transaction).
+    pub async fn start(self) -> Result<Transaction<'a>, Error> {
+        let mut begin = String::from("BEGIN");
+        let mut modes = Vec::new();
+        match self.isolation_level {
+            Some(IsolationLevel::ReadUncommitted) => modes.push("ISOLATION LEVEL READ UNCOMMITTED"),
+            Some(IsolationLevel::ReadCommitted) => modes.push("ISOLATION LEVEL READ COMMITTED"),
+            Some(IsolationLevel::RepeatableRead) => modes.push("ISOLATION LEVEL REPEATABLE READ"),
+            Some(IsolationLevel::Serializable) => modes.push("ISOLATION LEVEL SERIALIZABLE"),
+            Some(_) | None => {}
+        }
+        match self.read_only {
+            Some(true) => modes.push("READ ONLY"),
+            Some(false) => modes.push("READ WRITE"),
+            None => {}
+        }
+        match self.deferrable {
+            Some(true) => modes.push("DEFERRABLE"),
+            Some(false) => modes.push("NOT DEFERRABLE"),
+            None => {}
+        }
+        if !modes.is_empty() {
+            begin.push(' ');
+            begin.push_str(&modes.join(", "));
+        }
+        Transaction::begin(self.conn, &begin).await
     }
 }

@@ -5,29 +5,7 @@
 //! errors name the parameter and its value only, and values of parameters
 //! that may be secret are not repeated.
 
-use crate::error::ConfigError;
-
-/// Parameters the pool takes out of the query string; everything else goes
-/// to tokio-postgres unchanged.
-pub(crate) const POOL_PARAMS: &[&str] = &[
-    "connection_limit",
-    "pool_timeout",
-    "connect_timeout",
-    "socket_timeout",
-    "min_idle",
-    "idle_timeout",
-    "max_lifetime",
-    "statement_cache_size",
-    "statement_timeout",
-    "max_waiters",
-    "keepalive_interval",
-    "recycling",
-    "verify_idle_after",
-    "create_timeout",
-    "recycle_timeout",
-    "pool_name",
-    "leak_detection_threshold",
-];
+use crate::config_error::ConfigError;
 
 /// Parameters tokio-postgres understands in a URL's query string, kept as they are.
 const PASSED_THROUGH: &[&str] = &[
@@ -106,10 +84,7 @@ pub(crate) fn split(url: &str) -> Result<SplitUrl, ConfigError> {
                 }
             }
             split.sslmode = Some(value);
-        } else if POOL_PARAMS.contains(&key.as_str()) {
-            if split.pool.iter().any(|(k, _)| *k == key) {
-                return Err(ConfigError::new(leak_name(&key), value, "is given twice"));
-            }
+        } else if crate::settings::lookup(&key).is_some() {
             split.pool.push((key, value));
         } else if PASSED_THROUGH.contains(&key.as_str()) {
             kept.push(pair);
@@ -225,10 +200,5 @@ mod tests {
                 .to_string()
                 .contains("verify-full")
         );
-    }
-
-    #[test]
-    fn a_parameter_given_twice_is_refused() {
-        assert!(split("postgres://h/db?min_idle=1&min_idle=2").is_err());
     }
 }

@@ -100,7 +100,7 @@ async fn a_config_file_section_builds_the_pool() {
     let config: PgConfig = serde_json::from_str(&json).unwrap();
     let pool = PgPool::from_config(&config).unwrap();
     assert_eq!(pool.status().max_size, 4, "settings in the file win over the URL's");
-    assert_eq!(pool.inner().name(), "from-file");
+    assert_eq!(pool.name(), "from-file");
     let client = pool.get().await.unwrap();
     assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
 }

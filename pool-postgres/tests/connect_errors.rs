@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{SLACK, chain, display};
-use pool_postgres::pool_core::TimeoutPhase;
-use pool_postgres::test_server::TestServer;
+use common::{SLACK, display};
+use pool_postgres::pool_core::{ErrorChain, TimeoutPhase};
 use pool_postgres::{PgPool, PoolError};
+use pool_postgres_test_server::TestServer;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
@@ -43,7 +43,7 @@ async fn a_wrong_password_fails_fast_naming_the_cause_and_not_the_password() {
         assert!(took <= Duration::from_secs(5) + SLACK, "attempt {attempt} took {took:?}");
         let code = error.backend_error().and_then(tokio_postgres::Error::code);
         assert_eq!(code, Some(&SqlState::INVALID_PASSWORD), "attempt {attempt}: {error:?}");
-        let (text, full) = (display(&error), chain(&error));
+        let (text, full) = (display(&error), ErrorChain(&error).to_string());
         assert!(!full.contains(SECRET) && !format!("{error:?}").contains(SECRET), "password leaked: {full}");
         assert!(full.contains("password authentication failed"), "not even in the source chain: {full}");
         assert!(
@@ -117,7 +117,7 @@ async fn a_port_nothing_listens_on_is_refused_at_once() {
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres?pool_timeout=5");
     let pool = PgPool::from_url(&url).expect("a valid URL");
     let (error, took) = failing_get(&pool, Duration::from_secs(5)).await;
-    let (text, full) = (display(&error), chain(&error));
+    let (text, full) = (display(&error), ErrorChain(&error).to_string());
     assert!(matches!(error, PoolError::Backend(_)), "{error:?}");
     assert!(took <= SLACK, "a refused connection took {took:?}");
     assert!(full.to_lowercase().contains("connection refused"), "not even in the source chain: {full}");

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::{SLACK, backend_pid, backends};
 use pool_postgres::PgPool;
-use pool_postgres::test_server::TestServerBuilder;
+use pool_postgres_test_server::TestServerBuilder;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};

@@ -10,7 +10,7 @@ use std::task::Poll;
 use pool_postgres::{PgPool, Recycling};
 
 /// A pool of exactly one connection, so the next borrower gets the same one.
-fn one_connection(server: &pool_postgres::test_server::TestServer, extra: &str) -> PgPool {
+fn one_connection(server: &pool_postgres_test_server::TestServer, extra: &str) -> PgPool {
     common::pool(server, &format!("connection_limit=1&pool_timeout=5{extra}"))
 }
 
@@ -82,7 +82,7 @@ async fn a_raw_begin_through_the_tokio_postgres_client_is_rolled_back() {
     with_table(&pool).await;
     {
         let client = pool.get().await.unwrap();
-        let raw: &tokio_postgres::Client = &client;
+        let raw = client.raw_reset_on_return();
         raw.simple_query("START TRANSACTION").await.unwrap();
         raw.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{SLACK, backends};
 use pool_postgres::PgPool;
-use pool_postgres::test_server::{TestServer, TestServerBuilder};
+use pool_postgres_test_server::{TestServer, TestServerBuilder};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -81,7 +81,7 @@ async fn load(pool: PgPool, done: Arc<AtomicBool>, tally: Arc<Tally>) -> Seen {
 /// Runs a blocking server operation off the runtime's threads.
 async fn blocking(
     server: &Arc<TestServer>,
-    op: fn(&TestServer) -> Result<(), pool_postgres::test_server::TestServerError>,
+    op: fn(&TestServer) -> Result<(), pool_postgres_test_server::TestServerError>,
 ) {
     let server = Arc::clone(server);
     tokio::task::spawn_blocking(move || op(&server))

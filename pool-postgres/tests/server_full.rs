@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{SLACK, display};
 use pool_postgres::PgPool;
-use pool_postgres::test_server::{TestServer, TestServerBuilder};
+use pool_postgres_test_server::{TestServer, TestServerBuilder};
 use tokio::time::Instant;
 use tokio_postgres::Client;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{SLACK, backend_pid, backends};
 use pool_postgres::PgPool;
-use pool_postgres::test_server::TestServerBuilder;
+use pool_postgres_test_server::TestServerBuilder;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -136,7 +136,7 @@ async fn only_live_connections(pool: &PgPool, dead: &HashSet<i32>) {
 async fn idle_connections_notice(pool: &PgPool) {
     common::wait_until(SLACK, "the idle connections notice their sessions ended", || async {
         let mut all_closed = true;
-        pool.inner().retain(|conn, _| {
+        pool.retain(|conn, _| {
             all_closed &= conn.is_closed();
             true
         });

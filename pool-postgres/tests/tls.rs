@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pool_postgres::PgPool;
-use pool_postgres::test_server::TestServer;
+use pool_postgres_test_server::TestServer;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")

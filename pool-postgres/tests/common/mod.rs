@@ -7,8 +7,8 @@
 //!   probe for an open transaction ([`in_transaction`]);
 //! - polling with deadlines ([`wait_until`], with [`SLACK`] for loaded
 //!   machines);
-//! - error text ([`display`], [`chain`]) and the WARN events logged while
-//!   something runs ([`warnings_during`]);
+//! - error text ([`display`]; with its sources, `pool_core::ErrorChain`) and
+//!   the WARN events logged while something runs ([`warnings_during`]);
 //! - the pool's `status()` invariants, checked once or all along by a
 //!   background watcher ([`watch`]: [`check_invariants`], [`assert_settled`],
 //!   [`StatusWatch`]).
@@ -22,7 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use pool_postgres::PgPool;
-use pool_postgres::test_server::{TestServer, TestServerBuilder};
+use pool_postgres_test_server::{TestServer, TestServerBuilder};
 use tokio::time::Instant;
 use tokio_postgres::{Client, NoTls};
 
@@ -95,7 +95,7 @@ pub async fn backends(monitor: &Client, application_name: &str) -> Vec<i32> {
 }
 
 /// The server process id behind a pooled connection (one round trip).
-pub async fn backend_pid(client: &pool_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+pub async fn backend_pid(client: &pool_postgres::Client) -> Result<i32, pool_postgres::Error> {
     Ok(client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0))
 }
 
@@ -130,18 +130,6 @@ where
 /// An error's `Display` text (what a service logs with `{}`).
 pub fn display(error: &dyn StdError) -> String {
     error.to_string()
-}
-
-/// An error's `Display` text followed by every source's, joined by " <- ".
-pub fn chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(" <- ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs `f` and returns the messages of the WARN events it logged through

@@ -1,12 +1,11 @@
 //! The `pgpool` operator command, run for real against throwaway servers.
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pool_postgres::PgPool;
-use pool_postgres::test_server::TestServer;
+use pool_postgres::tokio_postgres::{self, NoTls};
+use pool_postgres_test_server::TestServer;
 
 const PGPOOL: &str = env!("CARGO_BIN_EXE_pgpool");
 
@@ -38,7 +37,8 @@ fn rows<'a>(stdout: &'a str, first: &str) -> Vec<Vec<&'a str>> {
 
 /// `n` idle connections in a pool whose sessions carry `application_name`.
 async fn idle_connections(server: &TestServer, application_name: &str, n: usize) -> PgPool {
-    let pool = common::pool(server, &format!("connection_limit={n}&application_name={application_name}"));
+    let url = format!("{}?connection_limit={n}&application_name={application_name}", server.url());
+    let pool = PgPool::from_url(&url).expect("a valid pool URL");
     let mut held = Vec::new();
     for _ in 0..n {
         let client = pool.get().await.unwrap();
@@ -49,8 +49,31 @@ async fn idle_connections(server: &TestServer, application_name: &str, n: usize)
     pool
 }
 
+fn server() -> TestServer {
+    TestServer::start().expect("start a throwaway server")
+}
+
 fn server_with_max_connections(max: u32) -> TestServer {
     TestServer::builder().max_connections(max).start().expect("start a throwaway server")
+}
+
+/// A plain connection, outside any pool and outside pgpool, that looks at
+/// the server from the side.
+struct Monitor(tokio_postgres::Client);
+
+impl Monitor {
+    async fn connect(server: &TestServer) -> Self {
+        let (client, driver) =
+            tokio_postgres::connect(&server.connection_string(), NoTls).await.expect("the monitor connects");
+        tokio::spawn(driver);
+        Self(client)
+    }
+
+    /// How many sessions on the server carry this `application_name`.
+    async fn sessions_of(&self, application_name: &str) -> i64 {
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
+        self.0.query_one(sql, &[&application_name]).await.expect("count sessions").get(0)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +118,7 @@ async fn stat_shows_connections_by_state_and_application_against_the_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stat_watch_refreshes_in_place_until_ctrl_c() {
-    let server = common::server();
+    let server = server();
     let mut child = Command::new(PGPOOL)
         .args(["stat", "--watch", "0.2", "--url", &server.url()])
         .env_remove("DATABASE_URL")
@@ -136,9 +159,9 @@ async fn stat_watch_refreshes_in_place_until_ctrl_c() {
 
 /// Waits until no `pgpool` session of an earlier run is left on the server
 /// (a process's connection can outlive it by a moment).
-async fn no_pgpool_left(monitor: &tokio_postgres::Client) {
+async fn no_pgpool_left(monitor: &Monitor) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while common::connections_of(monitor, "pgpool").await > 0 {
+    while monitor.sessions_of("pgpool").await > 0 {
         assert!(Instant::now() < deadline, "an earlier pgpool session is still on the server");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -149,7 +172,7 @@ async fn budget_shows_the_arithmetic_and_whether_it_fits() {
     let server = server_with_max_connections(20);
     let url = server.url();
     // The monitor's own connection is one held by others throughout.
-    let monitor = common::monitor(&server).await;
+    let monitor = Monitor::connect(&server).await;
 
     let output = pgpool(&["budget", "--instances", "2", "--pool-size", "5", "--url", &url], None).await;
     let (stdout, stderr) = text(&output);
@@ -197,11 +220,11 @@ async fn budget_shows_the_arithmetic_and_whether_it_fits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_lists_then_terminates_idle_connections_of_one_application() {
-    let server = common::server();
+    let server = server();
     let victims = idle_connections(&server, "cli_victim", 3).await;
     let _bystanders = idle_connections(&server, "cli_bystander", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // idle for a while
-    let monitor = common::monitor(&server).await;
+    let monitor = Monitor::connect(&server).await;
     let url = server.url();
     let base = ["cleanup", "--idle-longer-than", "100ms", "--application", "cli_victim", "--url", &url];
 
@@ -224,7 +247,7 @@ async fn cleanup_lists_then_terminates_idle_connections_of_one_application() {
     let listed =
         stdout.lines().filter(|l| l.contains("cli_victim") && l.ends_with("would terminate")).count();
     assert_eq!(listed, 3, "{stdout}");
-    assert_eq!(common::connections_of(&monitor, "cli_victim").await, 3, "a dry run terminated something");
+    assert_eq!(monitor.sessions_of("cli_victim").await, 3, "a dry run terminated something");
 
     let output = pgpool(&[&base[..], &["--include-superusers", "--json"]].concat(), None).await;
     let (stdout, stderr) = text(&output);
@@ -239,11 +262,11 @@ async fn cleanup_lists_then_terminates_idle_connections_of_one_application() {
     assert!(sessions.iter().all(|s| s["idle_seconds"].as_f64().is_some_and(|i| i >= 0.1)), "{json}");
 
     let deadline = Instant::now() + Duration::from_secs(5);
-    while common::connections_of(&monitor, "cli_victim").await > 0 {
+    while monitor.sessions_of("cli_victim").await > 0 {
         assert!(Instant::now() < deadline, "terminated sessions are still there");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(common::connections_of(&monitor, "cli_bystander").await, 1, "another application was hit");
+    assert_eq!(monitor.sessions_of("cli_bystander").await, 1, "another application was hit");
     // The pool notices and replaces what was terminated.
     let client = victims.get().await.unwrap();
     assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
@@ -261,12 +284,13 @@ async fn cleanup_lists_then_terminates_idle_connections_of_one_application() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_without_permission_is_a_clear_error() {
-    let server = common::server();
+    let server = server();
     let _victims = idle_connections(&server, "cli_guarded", 1).await;
-    let monitor = common::monitor(&server).await;
+    let monitor = Monitor::connect(&server).await;
     // `watcher` cannot even see others' sessions' state; `operator` can, but
     // may not end a superuser's session.
     monitor
+        .0
         .batch_execute(
             "CREATE ROLE watcher LOGIN; CREATE ROLE operator LOGIN; GRANT pg_read_all_stats TO operator",
         )
@@ -293,7 +317,7 @@ async fn cleanup_without_permission_is_a_clear_error() {
     assert!(stderr.starts_with("pgpool: cannot terminate idle connections: "), "{stderr}");
     assert!(stderr.contains("superuser") || stderr.contains("permission"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(common::connections_of(&monitor, "cli_guarded").await, 1);
+    assert_eq!(monitor.sessions_of("cli_guarded").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

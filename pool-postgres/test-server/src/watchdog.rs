@@ -17,7 +17,7 @@
 //! Ctrl-C or a runner killing the test's process group does not take the
 //! watchdog down with it.
 //!
-//! [`TestServer`]: super::TestServer
+//! [`TestServer`]: crate::TestServer
 
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt;

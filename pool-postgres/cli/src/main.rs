@@ -1,7 +1,7 @@
 //! `pgpool`: an operator's view of a PostgreSQL server's connections.
 //!
 //! ```text
-//! cargo install pool-postgres --features cli
+//! cargo install --path pool-postgres/cli   # or, from a registry: cargo install pool-postgres-cli
 //!
 //! pgpool stat                        # who holds the connections, against the limits
 //! pgpool stat --watch 2              # the same, refreshed every 2 s until Ctrl-C
@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pool_postgres::insight::{self, Budget, ConnectionGroup, IdleFilter, IdleSession, ServerLimits};
+use pool_postgres::pool_core::ErrorChain;
+use pool_postgres::tokio_postgres;
 use pool_postgres::{Client, PgPool, PgPoolBuilder};
 use serde_json::{Value, json};
 
@@ -164,7 +166,7 @@ impl Db {
                 builder.name("pgpool").max_size(1).acquire_timeout(Duration::from_secs(10)).build()
             })
             .map_err(|e| e.to_string())?;
-        let target = describe_target(pool.inner().manager().config());
+        let target = describe_target(pool.postgres_config());
         let client = pool.get().await.map_err(|e| format!("cannot connect to {target}: {e}"))?;
         Ok(Self { pool, client, target })
     }
@@ -215,29 +217,13 @@ fn describe_target(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{dbname} as {user}")
 }
 
-/// The text of an error and its sources (tokio-postgres's own Display of a
-/// server error is just "db error").
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(source) = next {
-        let part = source.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = source.source();
-    }
-    text
-}
-
 async fn read_stat(db: &Db) -> Result<(ServerLimits, Vec<ConnectionGroup>), String> {
     let limits = insight::server_limits(&db.client)
         .await
-        .map_err(|e| format!("cannot read the server's limits: {}", chain(&e)))?;
+        .map_err(|e| format!("cannot read the server's limits: {}", ErrorChain(&e)))?;
     let groups = insight::connections_by_state(&db.client)
         .await
-        .map_err(|e| format!("cannot read pg_stat_activity: {}", chain(&e)))?;
+        .map_err(|e| format!("cannot read pg_stat_activity: {}", ErrorChain(&e)))?;
     Ok((limits, groups))
 }
 
@@ -357,7 +343,7 @@ async fn budget(
 ) -> Result<(), Failure> {
     let limits = insight::server_limits(&db.client)
         .await
-        .map_err(|e| format!("cannot read the server's limits: {}", chain(&e)))?;
+        .map_err(|e| format!("cannot read the server's limits: {}", ErrorChain(&e)))?;
     // Our own connection is not part of anyone's deployment; the service's
     // connections already open are part of what it needs, not others'.
     let mut own = 1;
@@ -370,7 +356,7 @@ async fn budget(
                 &[&name],
             )
             .await
-            .map_err(|e| format!("cannot read pg_stat_activity: {}", chain(&e)))?;
+            .map_err(|e| format!("cannot read pg_stat_activity: {}", ErrorChain(&e)))?;
         own += row.get::<_, i64>(0);
     }
     let budget = Budget::compute(&limits, instances, pool_size as usize, own);
@@ -419,7 +405,7 @@ async fn cleanup(db: &Db, json: bool, filter: &IdleFilter) -> Result<(), Failure
         format!(
             "cannot terminate idle connections: {} (ending other users' sessions needs a superuser \
              or the pg_signal_backend role)",
-            chain(&e)
+            ErrorChain(&e)
         )
     })?;
     let scope = format!(

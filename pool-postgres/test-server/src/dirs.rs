@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::account::Identity;
-use super::error::{Phase, TestServerError};
+use crate::account::Identity;
+use crate::error::{Phase, TestServerError};
 
 /// The environment variable that chooses where server directories go.
 pub(crate) const RUN_DIR_VAR: &str = "POOL_POSTGRES_TEST_DIR";

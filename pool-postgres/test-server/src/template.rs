@@ -15,10 +15,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use super::account::Identity;
-use super::binaries::Binaries;
-use super::dirs::{ensure_private_dir, fnv1a, remove_tree, unique_dir};
-use super::error::{Phase, TestServerError};
+use crate::account::Identity;
+use crate::binaries::Binaries;
+use crate::dirs::{ensure_private_dir, fnv1a, remove_tree, unique_dir};
+use crate::error::{Phase, TestServerError};
 
 /// Bump when the way templates are made changes, to stop using old ones.
 const FORMAT: &str = "pool-postgres template v1";

@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::error::{Phase, TestServerError};
+use crate::error::{Phase, TestServerError};
 
 /// The system user the server runs as when we are root.
 const SERVER_USER: &str = "postgres";

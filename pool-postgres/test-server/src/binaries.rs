@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::error::{Phase, TestServerError};
+use crate::error::{Phase, TestServerError};
 
 /// The oldest major version supported (SCRAM and `postmaster.pid` status).
 const MIN_MAJOR: u32 = 10;

@@ -52,7 +52,7 @@ impl fmt::Display for Phase {
     }
 }
 
-/// Why a [`TestServer`](super::TestServer) could not be started, stopped or
+/// Why a [`TestServer`](crate::TestServer) could not be started, stopped or
 /// restarted.
 ///
 /// Its `Display` (and, so that `unwrap()` in a test prints something

@@ -1,120 +1,7 @@
-//! A throwaway PostgreSQL server for tests (cargo feature `test-server`).
-//!
-//! [`TestServer::start`] (or [`TestServer::builder`]) starts a private
-//! PostgreSQL server on a free port of 127.0.0.1, in a fresh temporary
-//! directory, and returns once it accepts connections. Dropping the
-//! [`TestServer`] stops the server and deletes the directory.
-//!
-//! ```no_run
-//! use pool_postgres::test_server::TestServer;
-//!
-//! let server = TestServer::builder().max_connections(20).start()?;
-//! // postgres://postgres@127.0.0.1:PORT/postgres
-//! let url = server.url();
-//! // host=127.0.0.1 port=PORT user=postgres dbname=postgres
-//! let config = server.connection_string();
-//! # let _ = (url, config);
-//! # Ok::<(), pool_postgres::test_server::TestServerError>(())
-//! ```
-//!
-//! Enable it in your own tests with
-//! `pool-postgres = { version = "...", features = ["test-server"] }` under
-//! `[dev-dependencies]`.
-//!
-//! # Requirements
-//!
-//! The PostgreSQL *server* binaries (`initdb`, `postgres`, version 10 or
-//! newer) are looked up in this order:
-//!
-//! 1. the directory in `PG_BINDIR` (if set, it must be right: no fallback),
-//! 2. `pg_config --bindir`,
-//! 3. the highest `/usr/lib/postgresql/<version>/bin` (Debian, Ubuntu),
-//! 4. `initdb` and `postgres` on `PATH`.
-//!
-//! If none is found, starting fails with an error that says how to install
-//! them (`apt-get install -y postgresql` on Debian/Ubuntu). Tests are never
-//! skipped silently. A test suite that wants to run against an existing
-//! server instead can check [`TestServer::binaries_available`] and fall back
-//! to `DATABASE_URL`; that choice is the caller's.
-//!
-//! # How it works
-//!
-//! * **Template cluster.** `initdb` takes a second or so, so it runs only
-//!   once per machine and configuration: the result is cached as a template
-//!   under `<temp dir>/pool-postgres-test-<uid>/templates/`, keyed by the
-//!   binaries' path and version, the `initdb` options (`--no-locale`, UTF8,
-//!   1 MiB WAL segments, no fsync), the owner and the user/password. It is
-//!   built in a private directory and renamed into place atomically, so
-//!   concurrent test processes never see a half-built one (if two build at
-//!   once, one rename wins and the other copy is thrown away). Each server
-//!   starts from its own copy of the template (about 30 MB in some thousand
-//!   files). Delete the `templates` directory to force a rebuild.
-//! * **Per server**, a directory `pool-postgres-test-<uid>/srv-*` holds the
-//!   data directory (`data/`), the log (`server.log`) and the Unix socket.
-//!   It lives in `$POOL_POSTGRES_TEST_DIR` if that is set, else in
-//!   `/dev/shm` if that is a tmpfs with at least 1 GiB free (creating a
-//!   thousand files can take a second on some disks and takes tens of
-//!   milliseconds in memory), else in the system temp dir. The server
-//!   listens on 127.0.0.1 only, on a port the kernel reported free; if
-//!   another process takes it first, a new port is tried. Defaults set with
-//!   `-c`: `fsync=off` (throwaway data), `dynamic_shared_memory_type=mmap`
-//!   (nothing left in /dev/shm by a killed server), `logging_collector=off` and
-//!   `cluster_name=<data dir>` (so `pgrep -f DATA_DIR` finds every server
-//!   process). Your [`setting`](TestServerBuilder::setting)s come later on
-//!   the command line and override them.
-//! * **Readiness** is detected like `pg_ctl` does: by polling the status
-//!   line of `postmaster.pid` until it says `ready` (a few milliseconds
-//!   between polls), with a deadline (30 s by default). A server that exits
-//!   or does not become ready produces an error that includes the end of its
-//!   log.
-//! * **Root.** PostgreSQL refuses to run as root. When the tests run as root
-//!   (containers, CI), `initdb` and `postgres` run as the `postgres` system
-//!   user (switched to with `CommandExt::uid`/`gid`), and the directories are
-//!   `chown`ed to it. The directories above them must then be searchable by
-//!   that user (`/tmp` and `/dev/shm` are). Otherwise everything runs as the
-//!   current user.
-//! * **Authentication.** Without a password everything is `trust`. With
-//!   [`password`](TestServerBuilder::password) TCP connections (for every
-//!   user) need SCRAM-SHA-256, and that user gets the password (a user other
-//!   than `postgres` is created as a superuser); connections over the Unix
-//!   socket stay `trust`.
-//!
-//! # Never leaving a server behind
-//!
-//! * `Drop` stops the server with a *fast shutdown* (`SIGINT`), escalates to
-//!   an immediate shutdown (`SIGQUIT`) and then `SIGKILL` if it takes longer
-//!   than a few seconds, waits for it to exit and deletes the directory.
-//!   `Drop` also runs when a test panics (unwinding).
-//! * When `Drop` never runs (a server in a `static`, `std::process::exit`,
-//!   `panic = "abort"`, the test binary killed with `SIGKILL` by a runner's
-//!   timeout), a **watchdog** does it: each server has a tiny `/bin/sh`
-//!   process blocked reading a pipe whose write end only this process holds.
-//!   The kernel closes that end when this process ends, however it ends; the
-//!   watchdog then sees end of file, shuts the postmaster down (`SIGQUIT`,
-//!   then `SIGKILL`) and removes the directory. It checks on Linux that the
-//!   pid it is about to signal still has the data directory as its working
-//!   directory, so a recycled pid is never hit. It lives in its own process
-//!   group, so Ctrl-C or a runner that kills the test's process group does
-//!   not take it down. (Unlike `PR_SET_PDEATHSIG`, which fires when the
-//!   *thread* that spawned the server exits, this works for servers shared
-//!   between test threads, and it needs no unsafe code.) Gaps: the instant
-//!   between spawning `postgres` and telling the watchdog its pid, and a
-//!   kill of the whole container or cgroup, which takes every process,
-//!   watchdog and server alike (only the directory stays behind then).
-//! * The postmaster runs in its own process group too, so a Ctrl-C does not
-//!   reach it directly: its shutdown is left to `Drop` or the watchdog.
-//!
-//! # Async tests
-//!
-//! The API is synchronous and has no runtime dependency. Starting blocks the
-//! calling thread briefly (well under a second once the template exists; the
-//! first start on a machine runs `initdb` too), as do stopping and `Drop`
-//! (tens of milliseconds). That is fine in `#[tokio::test]`; in a
-//! multi-threaded runtime where it matters, use
-//! `tokio::task::spawn_blocking(|| TestServer::start())`.
+#![doc = include_str!("../README.md")]
 
 #[cfg(not(unix))]
-compile_error!("the `test-server` feature of pool-postgres works on Unix-like systems only");
+compile_error!("pool-postgres-test-server works on Unix-like systems only");
 
 mod account;
 mod binaries;
@@ -203,7 +90,7 @@ impl TestServerBuilder {
     }
 
     /// Sets any server setting, passed as `-c name=value` on the `postgres`
-    /// command line; it overrides this module's defaults (such as
+    /// command line; it overrides this crate's defaults (such as
     /// `fsync=off`), and a later call for the same name wins.
     #[must_use]
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -236,7 +123,7 @@ impl TestServerBuilder {
     ///
     /// Blocks the calling thread: tens to a few hundred milliseconds when
     /// the template cluster exists, about a second more when it must be
-    /// created first (see the [module docs](self)).
+    /// created first (see the [crate docs](crate)).
     ///
     /// # Errors
     ///
@@ -325,7 +212,7 @@ impl TestServerBuilder {
 
 /// A running (or stopped) throwaway PostgreSQL server.
 ///
-/// See the [module docs](self) for how it works. The superuser is
+/// See the [crate docs](crate) for how it works. The superuser is
 /// `postgres` (or the user given to [`TestServerBuilder::password`]); the
 /// database `postgres` exists. All methods take `&self`, so a server can
 /// live in a `static` and be shared between tests (the watchdog stops it
@@ -393,7 +280,7 @@ impl TestServer {
     }
 
     /// Whether the PostgreSQL server binaries can be found (see the
-    /// [module docs](self)). Use it to decide between a test server and,
+    /// [crate docs](crate)). Use it to decide between a test server and,
     /// say, `DATABASE_URL`; [`start`](Self::start) itself never skips.
     pub fn binaries_available() -> bool {
         Binaries::get().is_ok()

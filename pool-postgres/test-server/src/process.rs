@@ -8,8 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::account::Identity;
-use super::binaries::Binaries;
+use crate::account::Identity;
+use crate::binaries::Binaries;
 
 /// Everything needed to spawn the postmaster.
 pub(crate) struct Launch<'a> {

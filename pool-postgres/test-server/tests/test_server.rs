@@ -1,4 +1,4 @@
-//! Tests of the throwaway server helper (`--features test-server`).
+//! Tests of the throwaway server helper.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pool_postgres::test_server::{Phase, TestServer};
+use pool_postgres_test_server::{Phase, TestServer};
 
 /// Set in the environment of a re-executed copy of this test binary.
 const CHILD_MODE: &str = "POOL_POSTGRES_TEST_SERVER_CHILD";
@@ -94,7 +94,7 @@ fn assert_gone(data_dir: &Path, timeout: Duration) {
 fn servers_can_be_shared_between_threads() {
     fn shareable<T: Send + Sync + 'static>() {}
     shareable::<TestServer>();
-    shareable::<pool_postgres::test_server::TestServerError>();
+    shareable::<pool_postgres_test_server::TestServerError>();
 }
 
 #[test]

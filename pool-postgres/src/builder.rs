@@ -1,0 +1,228 @@
+//! [`PgPoolBuilder`]: a [`PgPool`] from a URL, the environment, a config
+//! file or code. Its setters, one per setting, are generated from the
+//! settings table (see [`crate::settings`]); this file applies the table's
+//! values, one line each, and adds what the table cannot say (TLS,
+//! observers, tokio-postgres options).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pool_core::{ErrorChain, Observer, Pool};
+
+use crate::config_error::ConfigError;
+use crate::manager::PgManager;
+use crate::pool::PgPool;
+use crate::registry::{Registration, Target};
+use crate::settings::PoolSettings;
+use crate::url;
+
+/// Configures a [`PgPool`]. Start with [`PgPool::builder`],
+/// [`PgPoolBuilder::from_url`] or [`PgPoolBuilder::from_env`]; every
+/// setting of [`PoolSettings`] has a setter of the same name.
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct PgPoolBuilder {
+    config: tokio_postgres::Config,
+    pub(crate) settings: PoolSettings,
+    observers: Vec<Arc<dyn Observer>>,
+    tls: Tls,
+}
+
+/// How connections are encrypted, as decided by `sslmode` or [`PgPoolBuilder::tls`].
+enum Tls {
+    /// Plain TCP (or `prefer` without the `tls` feature).
+    Off,
+    #[cfg(feature = "tls")]
+    On(crate::tls::MakeRustlsConnect),
+}
+
+impl PgPoolBuilder {
+    pub(crate) fn new(config: tokio_postgres::Config) -> Self {
+        Self { config, settings: PoolSettings::default(), observers: Vec::new(), tls: default_tls() }
+    }
+
+    /// A builder from a URL; pool parameters in its query string are applied.
+    ///
+    /// # Errors
+    ///
+    /// As [`PgPool::from_url`].
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let split = url::split(url)?;
+        let config = tokio_postgres::Config::from_str(&split.postgres).map_err(|e| {
+            // tokio-postgres's messages name the option, never the password.
+            ConfigError::new("url", "(hidden)", ErrorChain(&e).to_string())
+        })?;
+        let mut settings = PoolSettings::default();
+        for (name, value) in &split.pool {
+            settings.set_text(name, value)?;
+        }
+        let tls = tls_for(split.sslmode.as_deref(), split.sslrootcert.as_deref())?;
+        Ok(Self { config, settings, observers: Vec::new(), tls })
+    }
+
+    /// A builder from the `DATABASE_URL` environment variable.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if the variable is unset, not Unicode, or not a valid URL.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let url = std::env::var("DATABASE_URL").map_err(|e| {
+            ConfigError::new(
+                "DATABASE_URL",
+                "(unset)",
+                format!("{e}; set it to postgres://user:password@host:port/database"),
+            )
+        })?;
+        Self::from_url(&url)
+    }
+
+    /// Applies every setting that is set in `settings` (over what the URL said).
+    pub fn settings(mut self, settings: &PoolSettings) -> Self {
+        self.settings.overlay(settings);
+        self
+    }
+
+    /// Adds an observer (for instance pool-metrics').
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// Changes the tokio-postgres config before connecting (TLS-free
+    /// options: host, user, options, keepalives...).
+    pub fn postgres_config(mut self, f: impl FnOnce(&mut tokio_postgres::Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Encrypts connections with this rustls configuration (cargo feature
+    /// `tls`), overriding what `sslmode` chose; set `sslmode=require` in the
+    /// config to refuse plain connections.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls = Tls::On(crate::tls::MakeRustlsConnect::new(config));
+        self
+    }
+
+    /// Builds the pool. Adds what a service wants by default: an
+    /// `application_name` (the program's name) so `pg_stat_activity` shows
+    /// who holds connections, TCP keepalive probes after 30 s idle so dead
+    /// peers are noticed, and the `statement_timeout` if set. Logs a warning
+    /// (once) if this process already has a pool for the same server,
+    /// database and user: the usual cause of "too many clients".
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming any setting out of range, whichever way it
+    /// was given.
+    pub fn build(self) -> Result<PgPool, ConfigError> {
+        let Self { mut config, settings, observers, tls } = self;
+        let s = settings.checked()?.effective();
+        if config.get_application_name().is_none() {
+            config.application_name(default_application_name());
+        }
+        if config.get_keepalives_idle() >= Duration::from_secs(7200) {
+            config.keepalives_idle(Duration::from_secs(30));
+            config.keepalives_interval(Duration::from_secs(10));
+            config.keepalives_retries(3);
+        }
+        if let Some(timeout) = s.statement_timeout {
+            append_option(&mut config, &format!("-c statement_timeout={}", timeout.as_millis().max(1)));
+        }
+        if let Some(create) = s.create_timeout
+            && config.get_connect_timeout().is_none()
+        {
+            config.connect_timeout(create);
+        }
+
+        let mut manager = PgManager::new(config);
+        manager.recycling = s.recycling;
+        manager.verify_idle_after = s.verify_idle_after;
+        manager.statement_cache_size = s.statement_cache_size;
+        manager.socket_timeout = s.socket_timeout;
+        match tls {
+            Tls::Off => {}
+            #[cfg(feature = "tls")]
+            Tls::On(connector) => manager.tls = Some(connector),
+        }
+        let target = Target::of(manager.config());
+        let name = if s.name.is_empty() { target.dbname.clone() } else { s.name };
+        let mut builder = Pool::builder(manager)
+            .name(name)
+            .max_size(s.max_size)
+            .min_idle(s.min_idle)
+            .acquire_timeout(s.acquire_timeout)
+            .create_timeout(s.create_timeout)
+            .recycle_timeout(s.recycle_timeout)
+            .idle_timeout(s.idle_timeout)
+            .max_lifetime(s.max_lifetime)
+            .keepalive_interval(s.keepalive_interval)
+            .max_waiters(s.max_waiters)
+            .leak_detection_threshold(s.leak_detection_threshold)
+            .reuse(s.reuse);
+        for observer in observers {
+            builder = builder.observer(observer);
+        }
+        let inner = builder.build()?;
+        let registration = Registration::register(target, inner.name());
+        Ok(PgPool::new(inner, registration))
+    }
+}
+
+/// Adds `option` to the `options` startup parameter.
+fn append_option(config: &mut tokio_postgres::Config, option: &str) {
+    let mut options = config.get_options().unwrap_or_default().to_owned();
+    if !options.is_empty() {
+        options.push(' ');
+    }
+    options.push_str(option);
+    config.options(&options);
+}
+
+/// The running program's file name, for `application_name`.
+fn default_application_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .or_else(|| std::env::args().next())
+        .unwrap_or_else(|| String::from("pool-postgres"))
+        .chars()
+        .take(63)
+        .collect()
+}
+
+/// Without an `sslmode`: TLS if the server offers it (with the `tls`
+/// feature), as libpq's default `prefer`.
+fn default_tls() -> Tls {
+    tls_for(None, None).unwrap_or(Tls::Off)
+}
+
+/// The encryption `sslmode` (and `sslrootcert`) ask for.
+fn tls_for(sslmode: Option<&str>, sslrootcert: Option<&str>) -> Result<Tls, ConfigError> {
+    let mode = sslmode.unwrap_or("prefer");
+    if mode == "disable" {
+        return Ok(Tls::Off);
+    }
+    #[cfg(feature = "tls")]
+    {
+        use crate::tls::{Verify, connector};
+        let verify = match mode {
+            "verify-ca" => Verify::Chain,
+            "verify-full" => Verify::ChainAndName,
+            _ => Verify::Nothing,
+        };
+        Ok(Tls::On(connector(verify, sslrootcert.map(std::path::Path::new))?))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = sslrootcert;
+        if mode == "prefer" {
+            return Ok(Tls::Off);
+        }
+        Err(ConfigError::new(
+            "sslmode",
+            mode,
+            "needs TLS, and pool-postgres was built without its `tls` feature; enable it in Cargo.toml",
+        ))
+    }
+}
