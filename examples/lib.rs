@@ -10,28 +10,8 @@
 use std::error::Error;
 use std::time::Duration;
 
+use pool_core::ErrorChain;
 use tokio_postgres::error::SqlState;
-
-/// An error's text followed by the text of each of its sources, `: `-separated,
-/// skipping a source whose text the previous one already contains.
-///
-/// tokio-postgres displays a server error as just "db error"; the server's
-/// message ("FATAL: sorry, too many clients already") is in its source.
-pub fn error_chain(error: &(dyn Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut last = text.clone();
-    let mut next = error.source();
-    while let Some(source) = next {
-        let part = source.to_string();
-        if !last.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        last = part;
-        next = source.source();
-    }
-    text
-}
 
 /// Whether `error`, or any error beneath it, is the server refusing a
 /// connection because all its slots are taken (SQLSTATE 53300, "sorry, too
@@ -46,7 +26,7 @@ pub fn is_too_many_clients(error: &(dyn Error + 'static)) -> bool {
         }
         next = current.source();
     }
-    let text = error_chain(error);
+    let text = ErrorChain(error).to_string();
     text.contains("too many clients") || text.contains("remaining connection slots")
 }
 
@@ -125,10 +105,9 @@ mod tests {
     }
 
     #[test]
-    fn the_chain_skips_repeats() {
+    fn too_many_clients_is_found_beneath_a_wrapper() {
         let inner = std::io::Error::other("FATAL: sorry, too many clients already");
         let outer = std::io::Error::other(Wrapper(inner));
-        assert!(error_chain(&outer).contains("too many clients"));
         assert!(is_too_many_clients(&outer));
         assert!(!is_too_many_clients(&std::io::Error::other("connection refused")));
     }

@@ -13,7 +13,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use examples::error_chain;
+use pool_core::ErrorChain;
 use pool_postgres::shared_pool;
 
 #[tokio::main(flavor = "current_thread")]
@@ -46,7 +46,7 @@ async fn main() -> ExitCode {
 async fn work() -> Result<i64, String> {
     let pool = shared_pool().map_err(|e| e.to_string())?;
     let client = pool.get().await.map_err(|e| format!("no database connection: {e}"))?;
-    let step = |what: &'static str| move |e: pool_postgres::Error| format!("{what}: {}", error_chain(&e));
+    let step = |what: &'static str| move |e: pool_postgres::Error| format!("{what}: {}", ErrorChain(&e));
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS script_runs (

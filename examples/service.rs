@@ -34,7 +34,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use examples::{error_chain, shutdown_signal};
+use examples::shutdown_signal;
+use pool_core::ErrorChain;
 use pool_metrics::{PoolMetrics, PrometheusHandle};
 use pool_postgres::{PgPool, PgPoolBuilder, PoolError};
 use serde_json::json;
@@ -148,7 +149,7 @@ fn unavailable(e: &PoolError) -> Response {
 
 /// A query error: 500.
 fn query_failed(e: &pool_postgres::Error) -> Response {
-    let text = error_chain(e);
+    let text = ErrorChain(e).to_string();
     tracing::warn!("query failed: {text}");
     error(StatusCode::INTERNAL_SERVER_ERROR, text)
 }
@@ -166,7 +167,9 @@ async fn health(State(state): State<AppState>) -> Response {
         "utilisation_percent": (utilisation * 10.0).round() / 10.0,
     });
     let checked = match tokio::time::timeout(HEALTH_TIMEOUT, state.pool.get()).await {
-        Ok(Ok(client)) => client.query_one("SELECT 1", &[]).await.map(drop).map_err(|e| error_chain(&e)),
+        Ok(Ok(client)) => {
+            client.query_one("SELECT 1", &[]).await.map(drop).map_err(|e| ErrorChain(&e).to_string())
+        }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no connection within {HEALTH_TIMEOUT:?}: all {} in use", status.max_size)),
     };

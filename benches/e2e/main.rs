@@ -5,7 +5,7 @@
 //! (or `DATABASE_URL`).
 //!
 //! ```sh
-//! cargo run --release -p benches --bin e2e            # full run, ~12 min on 2 cores
+//! cargo run --release -p benches --bin e2e            # full run: every cell, minutes
 //! cargo run --release -p benches --bin e2e -- --quick # smoke test, seconds
 //! ```
 //!
@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
+use pool_core::ErrorChain;
 use pool_postgres_test_server::TestServer;
 use serde::{Deserialize, Serialize};
 
@@ -296,7 +297,7 @@ async fn prepare(url: &str, rows: i32) -> Result<(String, i64), String> {
         let max: String = client.query_one("SHOW max_connections", &[]).await?.get(0);
         Ok::<_, tokio_postgres::Error>((version, max.parse().unwrap_or(0)))
     };
-    let out = setup.await.map_err(|e| format!("setting up the table: {}", measurement::chain_text(&e)));
+    let out = setup.await.map_err(|e| format!("setting up the table: {}", ErrorChain(&e)));
     drop(client);
     let _ = driver.await;
     out

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use pool_core::ErrorChain;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::{DbError, SqlState};
 
@@ -154,21 +155,6 @@ pub(crate) fn classify(error: &(dyn std::error::Error + 'static)) -> String {
     "other".to_owned()
 }
 
-/// An error's text and its sources', `: `-separated (for the examples).
-pub(crate) fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(e) = next {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = e.source();
-    }
-    text
-}
-
 /// A failed operation: its kind (see [`classify`]) and message.
 #[derive(Debug)]
 pub(crate) struct OpError {
@@ -179,7 +165,7 @@ pub(crate) struct OpError {
 impl OpError {
     /// Classifies `error`.
     pub(crate) fn of(error: &(dyn std::error::Error + 'static)) -> Self {
-        Self { kind: classify(error), message: chain_text(error) }
+        Self { kind: classify(error), message: ErrorChain(error).to_string() }
     }
 
     /// An error of a kind the caller names.
@@ -324,9 +310,9 @@ pub(crate) fn load_average() -> Option<[f64; 3]> {
 /// and when the server's accept queue overflowed it answered with SYN
 /// cookies and kept no state of its own. Each such attempt that gets
 /// through later becomes a backend the server forks and tears down, which
-/// would land in the next cell's measurement (it showed up as an 11th
-/// connection and a worse p99 for the pool measured after `naive` at 1024
-/// tasks) unless waited out.
+/// would land in the next cell's measurement (as a connection more than
+/// the pool holds, and a worse p99, for the pool measured after a `naive`
+/// cell) unless waited out.
 pub(crate) fn pending_connections(port: u16) -> Option<u64> {
     let hex_port = |addr: &str| addr.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
     let mut listening = false;

@@ -6,6 +6,7 @@
 //! where the connection comes from and whether the statement is prepared
 //! per call or cached.
 
+use pool_core::ErrorChain;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::NoTls;
 
@@ -200,7 +201,7 @@ impl Runner {
 
 fn pool_error(error: &pool_postgres::PoolError) -> OpError {
     if error.is_timeout() {
-        OpError::new("timeout", crate::measurement::chain_text(error))
+        OpError::new("timeout", ErrorChain(error).to_string())
     } else {
         OpError::of(error)
     }

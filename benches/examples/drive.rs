@@ -14,8 +14,8 @@
 //! runtime, and print the mean time per round. `s3` runs 20 million
 //! uncontended get + drop cycles on a current-thread runtime (pool size
 //! 16) and prints the mean per cycle. Means, not medians: this is a probe
-//! for profiles and quick comparisons; the tables in `README.md` come from
-//! the bench itself.
+//! for profiles and quick comparisons; the recorded tables (`results/`)
+//! come from the bench itself.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

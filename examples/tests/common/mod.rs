@@ -32,8 +32,7 @@ pub fn example_path(name: &str) -> PathBuf {
     // `cargo test -p examples --test X` does not rebuild the examples: refuse
     // to test a binary older than its sources.
     let built = std::fs::metadata(&path).and_then(|m| m.modified()).expect("the example's mtime");
-    let sources = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for source in [sources.join(format!("{name}.rs")), sources.join("lib.rs")] {
+    for source in example_sources(name) {
         let changed = std::fs::metadata(&source).and_then(|m| m.modified()).expect("the source's mtime");
         assert!(
             changed <= built,
@@ -43,6 +42,23 @@ pub fn example_path(name: &str) -> PathBuf {
         );
     }
     path
+}
+
+/// The sources example `name` is built from: `name.rs`, or every file of the
+/// directory `name/` for an example split into modules, and the shared `lib.rs`.
+fn example_sources(name: &str) -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join(name);
+    let mut sources = if dir.is_dir() {
+        std::fs::read_dir(&dir)
+            .expect("the example's directory")
+            .map(|entry| entry.expect("an entry of the example's directory").path())
+            .collect()
+    } else {
+        vec![root.join(format!("{name}.rs"))]
+    };
+    sources.push(root.join("lib.rs"));
+    sources
 }
 
 /// A command for the example `name`, with `DATABASE_URL` removed (set it
