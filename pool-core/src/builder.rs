@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, Reuse};
+use crate::config::{Config, Reuse, Sizes};
 use crate::error::BuildError;
 use crate::manager::Manager;
 use crate::observer::Observer;
@@ -16,13 +16,14 @@ use crate::pool::Pool;
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct PoolBuilder<M> {
     manager: M,
+    sizes: Sizes,
     config: Config,
     observers: Vec<Arc<dyn Observer>>,
 }
 
 impl<M: Manager> PoolBuilder<M> {
     pub(crate) fn new(manager: M) -> Self {
-        Self { manager, config: Config::default(), observers: Vec::new() }
+        Self { manager, sizes: Sizes::default(), config: Config::default(), observers: Vec::new() }
     }
 
     /// A name for logs and metrics labels, so several pools in one process
@@ -37,7 +38,7 @@ impl<M: Manager> PoolBuilder<M> {
     /// connection limit: the server must have room for `max_size` times the
     /// number of instances. Default 10; must be at least 1.
     pub fn max_size(mut self, max_size: usize) -> Self {
-        self.config.max_size = max_size;
+        self.sizes.max_size = max_size;
         self
     }
 
@@ -45,7 +46,7 @@ impl<M: Manager> PoolBuilder<M> {
     /// background), so a burst after a quiet spell does not pay for
     /// connecting. Idle reaping never goes below it. Default 0; at most `max_size`.
     pub fn min_idle(mut self, min_idle: usize) -> Self {
-        self.config.min_idle = min_idle;
+        self.sizes.min_idle = min_idle;
         self
     }
 
@@ -146,7 +147,8 @@ impl<M: Manager> PoolBuilder<M> {
     /// A [`BuildError`] naming the first setting that is out of range, its
     /// value and the rule (for instance `max_size = 0`).
     pub fn build(self) -> Result<Pool<M>, BuildError> {
+        self.sizes.validate()?;
         self.config.validate()?;
-        Ok(Pool::from_parts(self.manager, self.config, self.observers))
+        Ok(Pool::from_parts(self.manager, self.sizes, self.config, self.observers))
     }
 }

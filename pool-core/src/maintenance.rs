@@ -19,11 +19,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::acquire::{Checking, Slot};
 use crate::background::{Running, run_rounds};
+use crate::cancel_guards::{Checking, Slot};
+use crate::create::CreateFor;
 use crate::deadline::earliest;
 use crate::manager::Manager;
 use crate::observer::EventKind;
+use crate::recycle::{CheckFor, Recycled};
 use crate::shared::Shared;
 
 /// Spawns the task if a Tokio runtime is running and it is not running
@@ -66,8 +68,7 @@ impl<M: Manager> Shared<M> {
         }
         // Each in its guard, so a round cut short destroys those not yet
         // checked instead of losing their slots.
-        let checks: Vec<_> =
-            chores.check.into_iter().map(|e| Checking { shared: self, entry: Some(e) }).collect();
+        let checks: Vec<_> = chores.check.into_iter().map(|e| Checking::new(self, e)).collect();
         for held in checks {
             self.keepalive(held).await;
         }
@@ -85,8 +86,9 @@ impl<M: Manager> Shared<M> {
                     pool = %config.name,
                     held = ?suspect.held,
                     location = %suspect.location,
-                    "a connection has been held longer than leak_detection_threshold; \
-                     is it ever returned? it was taken by the get() called at this location"
+                    "a {} has been held longer than leak_detection_threshold; \
+                     is it ever returned? it was taken by the get() called at this location",
+                    M::RESOURCE
                 );
                 self.emit(EventKind::LeakSuspected { held: suspect.held, location: suspect.location });
             }
@@ -119,72 +121,25 @@ impl<M: Manager> Shared<M> {
 
     /// Validates one idle resource with `recycle`; keeps it or destroys it.
     async fn keepalive(&self, mut held: Checking<'_, M>) {
-        let timeout = self.config.background_recycle_timeout();
-        let outcome = {
-            let entry = held.entry.as_mut().expect("held until taken below");
-            tokio::time::timeout(timeout, self.manager.recycle(&mut entry.resource, &entry.info)).await
-        };
-        match outcome {
-            Ok(Ok(())) => {
-                let mut entry = held.entry.take().expect("held until now");
-                entry.info.alive_at = Instant::now();
-                let returned = self.core.put_back(entry, None);
-                self.settle(returned);
-            }
-            Ok(Err(error)) => {
-                tracing::info!(pool = %self.config.name, error = %crate::ErrorChain(&error), "an idle connection failed its keepalive check");
-                self.set_last_error(Some(Arc::new(error)));
-            }
-            Err(_) => {
-                tracing::info!(pool = %self.config.name, ?timeout, "an idle connection's keepalive check timed out");
-            }
+        let ran = self.recycle(&mut held, CheckFor::Keepalive, || None).await;
+        if self.record_check(ran, CheckFor::Keepalive) == Recycled::Passed {
+            let mut entry = held.passed();
+            entry.info.alive_at = Instant::now();
+            let returned = self.core.put_back(entry, None);
+            self.settle(returned);
         }
-        // A failed check leaves the entry in `held`, whose drop destroys it
-        // with `DestroyReason::RecycleFailed`.
+        // Otherwise `held` destroys it with `DestroyReason::RecycleFailed`.
     }
 
-    /// Creates one resource for `min_idle`, in the slot `maintain` reserved.
+    /// Creates one resource for `min_idle`, in the slot `maintain` reserved,
+    /// for the first waiter or the idle list. A failure has been logged and
+    /// sent to observers; the next round tries again.
     async fn refill(&self) {
-        let mut slot = Slot { shared: self, filled: false };
-        let timeout = self.config.background_create_timeout();
-        // While creates fail, wait for a turn at most as long as one create
-        // may take; the next round tries again.
-        let Some(turn) = self.backoff.turn(Instant::now().checked_add(timeout)).await else { return };
-        let generation = self.core.generation();
-        let began = Instant::now();
-        self.emit(EventKind::Creating);
-        match tokio::time::timeout(timeout, self.manager.create()).await {
-            Ok(Ok(resource)) => {
-                let now = Instant::now();
-                self.backoff.succeeded();
-                drop(turn);
-                self.set_last_error(None);
-                slot.filled = true;
-                let entry = self.new_entry(resource, now, generation);
-                tracing::debug!(pool = %self.config.name, took = ?(now - began), "opened a new idle connection");
-                let returned = self.core.add_created(entry);
-                self.emit(EventKind::Created { took: now - began });
-                self.settle(returned);
-            }
-            Ok(Err(error)) => {
-                self.backoff.failed(Instant::now());
-                drop(turn);
-                let error = Arc::new(error);
-                tracing::warn!(pool = %self.config.name, error = %crate::ErrorChain(&*error), "could not open an idle connection for min_idle");
-                self.set_last_error(Some(Arc::clone(&error)));
-                drop(slot);
-                self.emit(EventKind::CreateFailed {
-                    took: began.elapsed(),
-                    error: &crate::ErrorChain(&*error),
-                });
-            }
-            Err(_) => {
-                self.backoff.failed(Instant::now());
-                drop(turn);
-                tracing::warn!(pool = %self.config.name, ?timeout, "opening an idle connection for min_idle timed out");
-                drop(slot);
-                self.emit(EventKind::CreateFailed { took: began.elapsed(), error: &"timed out" });
-            }
+        let slot = Slot::reserved(self);
+        if let Ok(returned) =
+            self.create(slot, CreateFor::MinIdle, |entry| self.core.add_created(entry)).await
+        {
+            self.settle(returned);
         }
     }
 }

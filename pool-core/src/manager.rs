@@ -82,6 +82,14 @@ pub trait Manager: Send + Sync + 'static {
     /// The backend's error, returned by `create` and `recycle`.
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// What the backend calls its resource, in the singular and lower case
+    /// (`"connection"`, `"session"`, `"channel"`): the word the pool's error
+    /// messages, logs and leak reports use for it, so an operator reads
+    /// "timed out after 5s waiting for a free connection" rather than a
+    /// word from the pool's own vocabulary. Plurals add an "(s)". The
+    /// default, `"resource"`, fits any backend.
+    const RESOURCE: &'static str = "resource";
+
     /// Opens a new resource.
     ///
     /// The pool bounds this with `create_timeout` and the caller's

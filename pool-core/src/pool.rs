@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::builder::PoolBuilder;
-use crate::config::Config;
+use crate::cancel_guards::Retaining;
+use crate::config::{Config, Sizes, validate_max_size};
 use crate::error::{BuildError, CloseTimedOut, Error};
 use crate::guard::Pooled;
 use crate::info::ResourceInfo;
@@ -36,12 +37,17 @@ impl<M: Manager> Pool<M> {
         PoolBuilder::new(manager)
     }
 
-    pub(crate) fn from_parts(manager: M, config: Config, observers: Vec<Arc<dyn Observer>>) -> Self {
-        let shared = Arc::new(Shared::new(manager, config, observers));
+    pub(crate) fn from_parts(
+        manager: M,
+        sizes: Sizes,
+        config: Config,
+        observers: Vec<Arc<dyn Observer>>,
+    ) -> Self {
+        let shared = Arc::new(Shared::new(manager, sizes, config, observers));
         tracing::info!(
             pool = %shared.config.name,
-            max_size = shared.config.max_size,
-            min_idle = shared.config.min_idle,
+            max_size = sizes.max_size,
+            min_idle = sizes.min_idle,
             acquire_timeout = ?shared.config.acquire_timeout,
             "pool started"
         );
@@ -132,6 +138,8 @@ impl<M: Manager> Pool<M> {
         let Some(removed) = self.shared.core.close() else { return };
         tracing::info!(pool = %self.shared.config.name, "pool closing");
         self.shared.settle_removed(removed);
+        // Creates waiting out a backoff give up their slots now.
+        self.shared.closing.notify_waiters();
         self.shared.maintenance.wake();
         self.shared.timer.wake();
         self.shared.emit(EventKind::Closed);
@@ -160,7 +168,7 @@ impl<M: Manager> Pool<M> {
             drained.as_mut().enable();
             let outstanding = self.shared.core.outstanding();
             if outstanding == 0 {
-                tracing::info!(pool = %self.shared.config.name, "pool closed; every connection is closed");
+                tracing::info!(pool = %self.shared.config.name, "pool closed; every {} is closed", M::RESOURCE);
                 return Ok(());
             }
             match deadline {
@@ -171,7 +179,7 @@ impl<M: Manager> Pool<M> {
                         if outstanding == 0 {
                             return Ok(());
                         }
-                        return Err(CloseTimedOut { outstanding });
+                        return Err(CloseTimedOut { outstanding, resource: M::RESOURCE });
                     }
                 }
             }
@@ -186,9 +194,7 @@ impl<M: Manager> Pool<M> {
     ///
     /// A [`BuildError`] if `max_size` is 0.
     pub fn resize(&self, max_size: usize) -> Result<(), BuildError> {
-        if max_size == 0 {
-            return Err(BuildError::new("max_size", max_size, "must be at least 1"));
-        }
+        validate_max_size(max_size)?;
         let removed = self.shared.core.resize(max_size);
         tracing::info!(pool = %self.shared.config.name, max_size, "pool resized");
         self.shared.settle_removed(removed);
@@ -224,26 +230,9 @@ impl<M: Manager> Pool<M> {
     /// for credential rotation or after a failover.
     pub fn evict_all(&self) {
         let removed = self.shared.core.evict_all();
-        tracing::info!(pool = %self.shared.config.name, "evicting every connection");
+        tracing::info!(pool = %self.shared.config.name, "evicting every {}", M::RESOURCE);
         self.shared.settle_removed(removed);
         self.shared.maintenance.wake();
-    }
-}
-
-/// Idle entries taken out for [`Pool::retain`]; the one being judged and
-/// those not yet judged go back if the predicate panics.
-struct Retaining<'a, M: Manager> {
-    shared: &'a Shared<M>,
-    judging: Option<crate::engine::Entry<M::Resource>>,
-    entries: std::vec::IntoIter<crate::engine::Entry<M::Resource>>,
-}
-
-impl<M: Manager> Drop for Retaining<'_, M> {
-    fn drop(&mut self) {
-        for entry in self.judging.take().into_iter().chain(self.entries.by_ref()) {
-            let returned = self.shared.core.put_back(entry, None);
-            self.shared.settle(returned);
-        }
     }
 }
 

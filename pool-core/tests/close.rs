@@ -23,7 +23,7 @@ async fn get_fails_with_closed_after_close() {
     assert!(matches!(pool.try_get().await, Err(Error::Closed)));
     assert_eq!(
         Error::<common::FakeError>::Closed.to_string(),
-        "the pool is closed and hands out no more connections"
+        "the pool is closed and hands out nothing more"
     );
     assert_eq!(fake.create_calls(), 0);
     assert!(pool.status().closed);
@@ -91,7 +91,7 @@ async fn close_and_wait_times_out_naming_how_many_are_still_out() {
     let held = (pool.get().await.unwrap(), pool.get().await.unwrap());
     drop(pool.get().await.unwrap()); // idle: destroyed by the close
     let err = pool.close_and_wait(Duration::from_secs(1)).await.unwrap_err();
-    assert_eq!(err, CloseTimedOut { outstanding: 2 });
+    assert_eq!(err, CloseTimedOut { outstanding: 2, resource: "connection" });
     assert!(err.to_string().contains("2 connection(s) were still checked out"), "{err}");
     assert!(pool.is_closed());
     drop(held);
