@@ -34,9 +34,10 @@ impl<M: Manager> PoolBuilder<M> {
     }
 
     /// The most resources open at once, in use and idle together (and being
-    /// created). This is the bound that keeps a service under the server's
-    /// connection limit: the server must have room for `max_size` times the
-    /// number of instances. Default 10; must be at least 1.
+    /// created). This is the bound that keeps a service under the backend's
+    /// own limit (a database server's connection limit, say): the backend
+    /// must have room for `max_size` times the number of instances.
+    /// Default 10; must be at least 1.
     pub fn max_size(mut self, max_size: usize) -> Self {
         self.sizes.max_size = max_size;
         self
@@ -99,8 +100,9 @@ impl<M: Manager> PoolBuilder<M> {
 
     /// Validates idle resources in the background (with
     /// [`Manager::recycle`]) when they have not been used or checked for
-    /// this long, so firewalls and NATs do not silently drop idle connections
-    /// and dead ones are found before a caller gets them. Default off.
+    /// this long, so firewalls and NATs do not silently drop the network
+    /// connections of idle resources, and dead ones are found before a
+    /// caller gets them. Default off.
     pub fn keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.config.keepalive_interval = interval.into();
         self
@@ -123,7 +125,7 @@ impl<M: Manager> PoolBuilder<M> {
 
     /// Logs a warning (and sends [`EventKind::LeakSuspected`](crate::EventKind::LeakSuspected))
     /// naming the source line of the `get` when a resource is held longer than
-    /// this, to find code that forgets to give connections back. Default off;
+    /// this, to find code that forgets to give resources back. Default off;
     /// when on, each `get` records the time and its caller.
     pub fn leak_detection_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
         self.config.leak_detection_threshold = threshold.into();

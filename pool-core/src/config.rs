@@ -16,7 +16,8 @@ pub enum Reuse {
     #[default]
     Lifo,
     /// The least recently returned one. Spreads use over every resource
-    /// (useful when the backend balances connections across servers).
+    /// (useful when the backend spreads its resources across servers, and
+    /// each should carry its share of the load).
     Fifo,
 }
 

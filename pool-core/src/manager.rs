@@ -7,7 +7,7 @@ use crate::info::ResourceInfo;
 /// Why the pool destroyed a resource instead of handing it out again.
 ///
 /// Passed to [`Manager::destroy`] and to observers, and used as the `reason`
-/// label of the closed-connections metric.
+/// label of pool-metrics' counter of closed resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DestroyReason {
