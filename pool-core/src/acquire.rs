@@ -1,6 +1,6 @@
 //! The `get` path: queue, check an idle resource, or create one, under the
 //! caller's `acquire_timeout`. Checking is `recycle.rs`'s path and creating
-//! `create.rs`'s, shared with the maintenance task; what is `get`'s own is
+//! `create.rs`'s, shared with the upkeep task; what is `get`'s own is
 //! the order of the steps, the queue and the caller's clock.
 //!
 //! Each step that holds something of the pool's (a queue place, a resource
@@ -102,7 +102,7 @@ impl<M: Manager> Shared<M> {
         let ticket = match checkout {
             Checkout::Resource(entry, below_min_idle) => {
                 if below_min_idle {
-                    self.maintenance.wake();
+                    self.upkeep.wake();
                 }
                 // `check`, written out: as a call, its state would sit in
                 // the future of every `get`, beside the slow path's box.

@@ -140,9 +140,10 @@ impl<M: Manager> PoolBuilder<M> {
 
     /// Validates the settings and builds the pool.
     ///
-    /// Inside a Tokio runtime this also starts the maintenance task (idle
-    /// reaping, lifetimes, keepalive, `min_idle` refill); outside one, the
-    /// task starts at the first `get`.
+    /// Inside a Tokio runtime this also starts the background tasks: the
+    /// maintenance task (idle reaping, lifetimes, leak reports) and, with
+    /// `min_idle` or `keepalive_interval` set, the upkeep task (`min_idle`
+    /// refills, keepalive checks); outside one, they start at the first `get`.
     ///
     /// # Errors
     ///

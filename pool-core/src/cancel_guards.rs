@@ -13,7 +13,7 @@
 //! - [`Retaining`]: the idle resources taken out for `Pool::retain`'s
 //!   predicate. Dropped unjudged (the predicate panicked), they go back.
 //!
-//! `get`, the maintenance task and `retain` all hold what they take in one
+//! `get`, the upkeep task and `retain` all hold what they take in one
 //! of these, so no await point can lose a slot or count one twice.
 
 use crate::engine::Entry;

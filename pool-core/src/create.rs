@@ -1,5 +1,5 @@
 //! Creating a resource: the one path that `get` (for its caller) and the
-//! maintenance task (to keep `min_idle` ready) share.
+//! upkeep task (to keep `min_idle` ready, `upkeep.rs`) share.
 //!
 //! The caller has reserved a slot (counted in `creating`) and hands it over
 //! in a [`Slot`] guard, so a create cut short at any await point frees it.
@@ -48,7 +48,7 @@ pub(crate) enum CreateFor {
         /// The caller's `acquire_timeout` ends here (`None`: never).
         deadline: Option<Instant>,
     },
-    /// The maintenance task, to keep `min_idle` resources idle.
+    /// The upkeep task, to keep `min_idle` resources idle.
     MinIdle,
 }
 
@@ -100,7 +100,7 @@ impl<M: Manager> Shared<M> {
                 match purpose {
                     CreateFor::Caller { .. } => tracing::debug!(%pool, ?took, "opened a new {resource}"),
                     CreateFor::MinIdle => {
-                        tracing::debug!(%pool, ?took, "opened a new idle {resource} for min_idle")
+                        tracing::debug!(%pool, ?took, "opened a new idle {resource} for min_idle");
                     }
                 }
                 let entry = self.new_entry(created, now, generation);
@@ -124,7 +124,7 @@ impl<M: Manager> Shared<M> {
         let Some(error) = error else {
             match purpose {
                 CreateFor::Caller { .. } => {
-                    tracing::warn!(%pool, ?took, "opening a new {resource} timed out")
+                    tracing::warn!(%pool, ?took, "opening a new {resource} timed out");
                 }
                 CreateFor::MinIdle => {
                     tracing::warn!(%pool, ?took, "opening an idle {resource} for min_idle timed out");
@@ -136,7 +136,7 @@ impl<M: Manager> Shared<M> {
         let chain = crate::ErrorChain(&*error);
         match purpose {
             CreateFor::Caller { .. } => {
-                tracing::warn!(%pool, error = %chain, "could not open a new {resource}")
+                tracing::warn!(%pool, error = %chain, "could not open a new {resource}");
             }
             CreateFor::MinIdle => {
                 tracing::warn!(%pool, error = %chain, "could not open an idle {resource} for min_idle");

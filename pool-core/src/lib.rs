@@ -24,6 +24,7 @@ mod recycle;
 mod shared;
 mod status;
 mod sync;
+mod upkeep;
 
 pub use builder::PoolBuilder;
 pub use config::{

@@ -55,7 +55,7 @@ impl std::fmt::Display for DestroyReason {
 /// `recycle` with its timeouts) and may call back into the pool.
 ///
 /// Implementations write plain `async fn`s; the futures must be `Send`
-/// because the pool's maintenance task runs them in the background.
+/// because the pool's upkeep task runs them in the background.
 ///
 /// ```
 /// use pool_core::{Manager, ResourceInfo};

@@ -16,11 +16,11 @@ use crate::config::{Config, Sizes, validate_max_size};
 use crate::error::{BuildError, CloseTimedOut, Error};
 use crate::guard::Pooled;
 use crate::info::ResourceInfo;
-use crate::maintenance;
 use crate::manager::{DestroyReason, Manager};
 use crate::observer::{EventKind, Observer};
 use crate::shared::{Shared, wake};
 use crate::status::Status;
+use crate::{maintenance, upkeep};
 
 /// A bounded, shared pool of resources made by a [`Manager`].
 ///
@@ -53,6 +53,7 @@ impl<M: Manager> Pool<M> {
         );
         shared.emit(EventKind::Started);
         maintenance::start(&shared);
+        upkeep::start(&shared);
         Self { shared }
     }
 
@@ -83,7 +84,7 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn get(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         let location = Location::caller();
-        self.start_maintenance();
+        self.start_background_tasks();
         self.shared.acquire(true, location)
     }
 
@@ -102,12 +103,13 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn try_get(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         let location = Location::caller();
-        self.start_maintenance();
+        self.start_background_tasks();
         self.shared.acquire(false, location)
     }
 
-    fn start_maintenance(&self) {
+    fn start_background_tasks(&self) {
         maintenance::start(&self.shared);
+        upkeep::start(&self.shared);
     }
 
     /// The pool's counts, all from the same instant.
@@ -140,7 +142,7 @@ impl<M: Manager> Pool<M> {
         self.shared.settle_removed(removed);
         // Creates waiting out a backoff give up their slots now.
         self.shared.closing.notify_waiters();
-        self.shared.maintenance.wake();
+        self.shared.wake_housekeeping();
         self.shared.timer.wake();
         self.shared.emit(EventKind::Closed);
         self.shared.notify_if_drained();
@@ -199,7 +201,7 @@ impl<M: Manager> Pool<M> {
         tracing::info!(pool = %self.shared.config.name, max_size, "pool resized");
         self.shared.settle_removed(removed);
         self.shared.emit(EventKind::Resized);
-        self.shared.maintenance.wake();
+        self.shared.wake_housekeeping();
         Ok(())
     }
 
@@ -232,7 +234,7 @@ impl<M: Manager> Pool<M> {
         let removed = self.shared.core.evict_all();
         tracing::info!(pool = %self.shared.config.name, "evicting every {}", M::RESOURCE);
         self.shared.settle_removed(removed);
-        self.shared.maintenance.wake();
+        self.shared.wake_housekeeping();
     }
 }
 

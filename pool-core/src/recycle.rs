@@ -32,7 +32,7 @@ use crate::shared::Shared;
 pub(crate) enum CheckFor {
     /// `get` is about to hand the resource out again.
     Reuse,
-    /// The maintenance task validates a resource that has idled for
+    /// The upkeep task validates a resource that has idled for
     /// `keepalive_interval`.
     Keepalive,
 }
@@ -99,10 +99,10 @@ impl<M: Manager> Shared<M> {
             Ran::TimedOut => {
                 match purpose {
                     CheckFor::Reuse => {
-                        tracing::debug!(%pool, "an idle {resource}'s check before reuse timed out")
+                        tracing::debug!(%pool, "an idle {resource}'s check before reuse timed out");
                     }
                     CheckFor::Keepalive => {
-                        tracing::info!(%pool, "an idle {resource}'s keepalive check timed out")
+                        tracing::info!(%pool, "an idle {resource}'s keepalive check timed out");
                     }
                 }
                 Recycled::TimedOut

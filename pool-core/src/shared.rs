@@ -4,7 +4,8 @@
 //!
 //! The pool's larger operations are `impl Shared` blocks in files named
 //! for them: `acquire.rs` (`get`), `create.rs` (the one create path),
-//! `recycle.rs` (the one check path) and `maintenance.rs` (housekeeping).
+//! `recycle.rs` (the one check path), `maintenance.rs` (housekeeping) and
+//! `upkeep.rs` (the background's calls to the backend).
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,11 @@ pub(crate) struct Shared<M: Manager> {
     last_error: Mutex<Option<Arc<M::Error>>>,
     /// The maintenance task (`maintenance.rs`).
     pub(crate) maintenance: Background,
+    /// The upkeep task (`upkeep.rs`), if the pool has upkeep to do.
+    pub(crate) upkeep: Background,
+    /// Whether the pool keeps idle resources ready or checks idle ones
+    /// (`min_idle` or `keepalive_interval` set), the upkeep task's work.
+    pub(crate) has_upkeep: bool,
     /// The queue's timer task (`expiry.rs`).
     pub(crate) timer: Background,
     /// Signalled when a closed pool has no resource left.
@@ -61,6 +67,8 @@ impl<M: Manager> Shared<M> {
             backoff: Backoff::default(),
             last_error: Mutex::new(None),
             maintenance: Background::default(),
+            upkeep: Background::default(),
+            has_upkeep: sizes.min_idle > 0 || config.keepalive_interval.is_some(),
             timer: Background::default(),
             drained: Notify::new(),
             closing: Notify::new(),
@@ -118,10 +126,18 @@ impl<M: Manager> Shared<M> {
         tracing::debug!(pool = %self.config.name, %reason, "closing a {}", M::RESOURCE);
         self.manager.destroy(entry.resource, reason);
         self.emit(EventKind::Destroyed { reason });
-        if reason != DestroyReason::Closed && self.core.keeps_idle() {
-            self.maintenance.wake();
+        if reason != DestroyReason::Closed && self.has_upkeep && self.core.keeps_idle() {
+            self.upkeep.wake();
         }
         self.notify_if_drained();
+    }
+
+    /// Makes the maintenance and upkeep tasks run a round now: something
+    /// changed (a close, a resize, an eviction) that their next round
+    /// would otherwise learn of only when it is due.
+    pub(crate) fn wake_housekeeping(&self) {
+        self.maintenance.wake();
+        self.upkeep.wake();
     }
 
     /// Wakes `close_and_wait` callers once a closed pool holds nothing.

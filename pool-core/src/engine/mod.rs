@@ -124,7 +124,7 @@ pub(crate) struct Join<'a, D> {
 /// The outcome of [`Core::checkout`].
 pub(crate) enum Checkout<T> {
     /// An idle resource, now counted in `in_use`; the flag says that fewer
-    /// than `min_idle` are idle now, so maintenance should refill.
+    /// than `min_idle` are idle now, so the upkeep task should refill.
     Resource(Entry<T>, bool),
     /// A free slot, now counted in `creating`.
     Slot,
@@ -161,10 +161,8 @@ impl<T> Removed<T> {
     }
 }
 
-/// What maintenance should do next; see [`Core::maintain`].
-pub(crate) struct Chores<T> {
-    /// Retired or reaped idle resources, to destroy.
-    pub(crate) destroy: Vec<(Entry<T>, DestroyReason)>,
+/// The backend calls the upkeep task should make; see [`Core::upkeep`].
+pub(crate) struct Upkeep<T> {
     /// Idle resources due for a keepalive check, now counted in `in_use`.
     pub(crate) check: Vec<Entry<T>>,
     /// Whether a slot was reserved (in `creating`) for a refill.
@@ -551,19 +549,17 @@ impl<T> Core<T> {
     }
 
     /// One maintenance round's bookkeeping, all under one lock: removes idle
-    /// resources whose lifetime is over and those idle too long above
-    /// `min_idle`, takes out those due for a keepalive check, and reserves a
-    /// slot for a refill if fewer than `min_idle` are idle.
-    pub(crate) fn maintain(
+    /// resources evicted, whose lifetime is over, and those idle too long
+    /// above `min_idle`, for the caller to destroy.
+    pub(crate) fn retire(
         &self,
         expired: impl Fn(&ResourceInfo) -> bool,
         idle_too_long: impl Fn(&ResourceInfo) -> bool,
-        check_due: impl Fn(&ResourceInfo) -> bool,
-    ) -> Chores<T> {
+    ) -> Vec<(Entry<T>, DestroyReason)> {
         let mut state = self.state.lock();
-        let mut chores = Chores { destroy: Vec::new(), check: Vec::new(), refill: false };
+        let mut retired = Vec::new();
         if state.closed {
-            return chores;
+            return retired;
         }
         let generation = state.generation;
         let min_idle = state.min_idle();
@@ -571,35 +567,52 @@ impl<T> Core<T> {
         // Oldest-returned first, so reaping removes the longest idle.
         let mut idle_count = state.idle.len();
         for entry in state.idle.drain(..) {
-            if entry.info.generation != generation {
-                chores.destroy.push((entry, DestroyReason::Evicted));
-                idle_count -= 1;
+            let reason = if entry.info.generation != generation {
+                DestroyReason::Evicted
             } else if expired(&entry.info) {
-                chores.destroy.push((entry, DestroyReason::Lifetime));
-                idle_count -= 1;
+                DestroyReason::Lifetime
             } else if idle_count > min_idle && idle_too_long(&entry.info) {
-                chores.destroy.push((entry, DestroyReason::Idle));
-                idle_count -= 1;
-            } else if check_due(&entry.info) {
-                chores.check.push(entry);
+                DestroyReason::Idle
             } else {
                 kept.push_back(entry);
-            }
+                continue;
+            };
+            retired.push((entry, reason));
+            idle_count -= 1;
         }
         state.idle = kept;
-        state.in_use += chores.check.len();
-        if state.idle.len() + chores.check.len() < min_idle
+        retired
+    }
+
+    /// One upkeep round's bookkeeping, all under one lock: takes out the
+    /// idle resources due for a keepalive check, and reserves a slot for a
+    /// refill if fewer than `min_idle` are idle (counting those being
+    /// checked) and nobody waits (a waiter gets the free slot instead).
+    pub(crate) fn upkeep(&self, check_due: impl Fn(&ResourceInfo) -> bool) -> Upkeep<T> {
+        let mut state = self.state.lock();
+        let mut upkeep = Upkeep { check: Vec::new(), refill: false };
+        if state.closed {
+            return upkeep;
+        }
+        if state.idle.iter().any(|entry| check_due(&entry.info)) {
+            let (check, kept): (VecDeque<_>, _) =
+                state.idle.drain(..).partition(|entry| check_due(&entry.info));
+            upkeep.check = check.into();
+            state.idle = kept;
+            state.in_use += upkeep.check.len();
+        }
+        if state.idle.len() + upkeep.check.len() < state.min_idle()
             && state.slots() < state.max_size
             && state.waiters.is_empty()
         {
             state.creating += 1;
-            chores.refill = true;
+            upkeep.refill = true;
         }
-        chores
+        upkeep
     }
 
     /// Calls `f` with every idle resource's info, under the lock (for
-    /// computing the next maintenance deadline; `f` must be trivial).
+    /// computing when a background task is next due; `f` must be trivial).
     pub(crate) fn for_each_idle(&self, mut f: impl FnMut(&ResourceInfo)) {
         let state = self.state.lock();
         for entry in &state.idle {
