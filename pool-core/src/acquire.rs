@@ -107,7 +107,7 @@ impl<M: Manager> Shared<M> {
                 // `check`, written out: as a call, its state would sit in
                 // the future of every `get`, beside the slow path's box.
                 let mut held = Checking::new(&**self, entry);
-                let ran = self.recycle(&mut held, CheckFor::Reuse, || clock.deadline()).await;
+                let ran = self.recycle(&mut held, || clock.deadline()).await;
                 match self.checked(held, ran, &mut clock) {
                     Checked::Ready(entry) => {
                         let snapshot = (observed && clock.started.is_none()).then_some(&status);
@@ -241,7 +241,7 @@ impl<M: Manager> Shared<M> {
     /// within the caller's deadline, and says what that means for it.
     async fn check(&self, entry: Entry<M::Resource>, clock: &mut Clock) -> Checked<M::Resource> {
         let mut held = Checking::new(self, entry);
-        let ran = self.recycle(&mut held, CheckFor::Reuse, || clock.deadline()).await;
+        let ran = self.recycle(&mut held, || clock.deadline()).await;
         self.checked(held, ran, clock)
     }
 

@@ -52,6 +52,29 @@ pub(crate) enum CreateFor {
     MinIdle,
 }
 
+impl CreateFor {
+    /// What is being created, for the logs: "a new connection", "an idle
+    /// connection for min_idle".
+    fn describe(self, resource: &'static str) -> Describe {
+        Describe { purpose: self, resource }
+    }
+}
+
+/// [`CreateFor::describe`]'s text.
+struct Describe {
+    purpose: CreateFor,
+    resource: &'static str,
+}
+
+impl std::fmt::Display for Describe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.purpose {
+            CreateFor::Caller { .. } => write!(f, "a new {}", self.resource),
+            CreateFor::MinIdle => write!(f, "an idle {} for min_idle", self.resource),
+        }
+    }
+}
+
 /// Why no resource was created; already logged and sent to observers.
 pub(crate) enum NotCreated<E> {
     /// `create` failed with this error (now the pool's last error).
@@ -91,18 +114,14 @@ impl<M: Manager> Shared<M> {
         .await;
         let now = Instant::now();
         let took = now.saturating_duration_since(began);
-        let (resource, pool) = (M::RESOURCE, &self.config.name);
+        let pool = &self.config.name;
+        let what = purpose.describe(M::RESOURCE);
         let error = match ran {
             Ran::Done(Ok(created)) => {
                 self.backoff.succeeded();
                 drop(turn);
                 self.set_last_error(None);
-                match purpose {
-                    CreateFor::Caller { .. } => tracing::debug!(%pool, ?took, "opened a new {resource}"),
-                    CreateFor::MinIdle => {
-                        tracing::debug!(%pool, ?took, "opened a new idle {resource} for min_idle");
-                    }
-                }
+                tracing::debug!(%pool, ?took, "opened {what}");
                 let entry = self.new_entry(created, now, generation);
                 slot.fill();
                 let booked = book(entry);
@@ -122,26 +141,12 @@ impl<M: Manager> Shared<M> {
         // next and creates cannot have its outcome overwritten by this one.
         drop(slot);
         let Some(error) = error else {
-            match purpose {
-                CreateFor::Caller { .. } => {
-                    tracing::warn!(%pool, ?took, "opening a new {resource} timed out");
-                }
-                CreateFor::MinIdle => {
-                    tracing::warn!(%pool, ?took, "opening an idle {resource} for min_idle timed out");
-                }
-            }
+            tracing::warn!(%pool, ?took, "opening {what} timed out");
             self.emit(EventKind::CreateFailed { took, error: &"timed out" });
             return Err(NotCreated::TimedOut);
         };
         let chain = crate::ErrorChain(&*error);
-        match purpose {
-            CreateFor::Caller { .. } => {
-                tracing::warn!(%pool, error = %chain, "could not open a new {resource}");
-            }
-            CreateFor::MinIdle => {
-                tracing::warn!(%pool, error = %chain, "could not open an idle {resource} for min_idle");
-            }
-        }
+        tracing::warn!(%pool, error = %chain, "could not open {what}");
         self.emit(EventKind::CreateFailed { took, error: &chain });
         Err(NotCreated::Failed(error))
     }

@@ -4,12 +4,11 @@
 //!
 //! The check runs on a resource held in a [`Checking`] guard, so a check
 //! cut short destroys it. The deadline is the earlier of the caller's own
-//! (a `get`'s `acquire_timeout`; none for keepalive, which no caller waits
-//! for) and the longest one check may take (`recycle_timeout`; for
-//! keepalive, `recycle_timeout` or else `acquire_timeout`, so that a hung
-//! check cannot hold a slot for ever). It is read only if the check does
-//! not finish on its first poll (`deadline.rs`), so a cheap check costs
-//! `get` no clock read.
+//! (a `get`'s `acquire_timeout`; for keepalive, which no caller waits for,
+//! `recycle_timeout` or else `acquire_timeout`, so that a hung check cannot
+//! hold a slot for ever) and the longest one check may take
+//! (`recycle_timeout`). It is read only if the check does not finish on its
+//! first poll (`deadline.rs`), so a cheap check costs `get` no clock read.
 //!
 //! The outcome is recorded here, once: a failure becomes the pool's last
 //! backend error and is logged, a timeout is logged. What the outcome then
@@ -26,8 +25,7 @@ use crate::deadline::{Ran, earliest, run_until};
 use crate::manager::Manager;
 use crate::shared::Shared;
 
-/// What a check is for; decides how long it may take and how loudly its
-/// failures are logged.
+/// What a check is for; decides how loudly its failures are logged.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum CheckFor {
     /// `get` is about to hand the resource out again.
@@ -53,8 +51,8 @@ pub(crate) enum Recycled {
 impl<M: Manager> Shared<M> {
     /// Runs `recycle` on the resource `held` holds, until the earlier of
     /// `caller_deadline()` (asked only if the check does not finish at once)
-    /// and the longest one check for `purpose` may take. Hand what it
-    /// returns to [`Shared::record_check`].
+    /// and `recycle_timeout`. Hand what it returns to
+    /// [`Shared::record_check`].
     ///
     /// Not an `async fn`, and the recording not part of the future: the
     /// future sits inline in the future of every `get`, and any state of
@@ -62,17 +60,20 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn recycle<'a>(
         &'a self,
         held: &'a mut Checking<'_, M>,
-        purpose: CheckFor,
         caller_deadline: impl FnOnce() -> Option<Instant> + 'a,
     ) -> impl Future<Output = Ran<Result<(), M::Error>>> + 'a {
         let entry = held.entry_mut();
         run_until(self.manager.recycle(&mut entry.resource, &entry.info), move || {
-            let per_check = match purpose {
-                CheckFor::Reuse => self.config.recycle_timeout,
-                CheckFor::Keepalive => Some(self.config.background_recycle_timeout()),
-            };
-            earliest(caller_deadline(), per_check.and_then(|t| Instant::now().checked_add(t)))
+            let per_check = self.config.recycle_timeout.and_then(|t| Instant::now().checked_add(t));
+            earliest(caller_deadline(), per_check)
         })
+    }
+
+    /// The deadline of a keepalive check, which no caller waits for: its
+    /// own bound, `recycle_timeout` or else `acquire_timeout`, so a hung
+    /// check cannot hold its slot for ever.
+    pub(crate) fn keepalive_deadline(&self) -> Option<Instant> {
+        Instant::now().checked_add(self.config.background_recycle_timeout())
     }
 
     /// Records how a check [`Shared::recycle`] ran ended: logs it, and

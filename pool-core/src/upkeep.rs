@@ -78,7 +78,7 @@ impl<M: Manager> Shared<M> {
 
     /// Validates one idle resource with `recycle`; keeps it or destroys it.
     async fn keepalive(&self, mut held: Checking<'_, M>) {
-        let ran = self.recycle(&mut held, CheckFor::Keepalive, || None).await;
+        let ran = self.recycle(&mut held, || self.keepalive_deadline()).await;
         if self.record_check(ran, CheckFor::Keepalive) == Recycled::Passed {
             let mut entry = held.passed();
             entry.info.alive_at = Instant::now();
