@@ -1,13 +1,12 @@
 //! The `get` path: queue, check an idle resource, or create one, under the
-//! caller's `acquire_timeout`.
+//! caller's `acquire_timeout`. Checking is `recycle.rs`'s path and creating
+//! `create.rs`'s, shared with the upkeep task; what is `get`'s own is
+//! the order of the steps, the queue and the caller's clock.
 //!
 //! Each step that holds something of the pool's (a queue place, a resource
-//! being checked, a slot being filled) holds it in a small drop guard, so a
-//! `get` future dropped at any await point gives it back: the queue place is
-//! released (and anything granted to it meanwhile passed on), a resource
-//! interrupted mid-check is destroyed (its state is unknown) and its slot
-//! freed, and a slot whose create was interrupted is freed for the next
-//! waiter.
+//! being checked, a slot being filled) holds it in one of the drop guards of
+//! `cancel_guards.rs`, so a `get` future dropped at any await point gives it
+//! back.
 //!
 //! Waiting costs one lock to join the queue (registering the task's waker
 //! in the same critical section) and one to pick up the grant once woken.
@@ -23,13 +22,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::deadline::{Ran, earliest, run_until};
+use crate::cancel_guards::{Checking, QueuePlace, Slot};
+use crate::create::{CreateFor, NotCreated};
+use crate::deadline::Ran;
 use crate::engine::{Checkout, Entry, Grant, Join};
 use crate::error::{Error, TimeoutPhase};
 use crate::guard::Pooled;
 use crate::manager::{DestroyReason, Manager};
 use crate::observer::EventKind;
-use crate::shared::{Shared, wake};
+use crate::recycle::{CheckFor, Recycled};
+use crate::shared::Shared;
 use crate::status::Status;
 
 /// The caller's clock: when `get` started and when it must give up. Both
@@ -67,7 +69,7 @@ impl Clock {
     }
 }
 
-/// How checking an idle resource ended.
+/// How checking an idle resource for a caller ended.
 enum Checked<T> {
     Ready(Entry<T>),
     /// It failed and was destroyed; the caller keeps its slot to create one.
@@ -80,10 +82,8 @@ impl<M: Manager> Shared<M> {
     /// The whole of `get`: first the common case (an idle resource whose
     /// check finishes at once), then, if that did not do, the slow path.
     /// The fast path allocates nothing; the slow path is boxed once per
-    /// `get` that takes it (and `create` once more, see `create_for`), so
-    /// the future `get` returns stays small (272 bytes with a no-op
-    /// manager, 80 of them the counts snapshot for observers; 672 with the
-    /// slow path inline).
+    /// `get` that takes it (and `create` once more, see `create.rs`), so
+    /// the future `get` returns stays small.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         wait: bool,
@@ -102,16 +102,12 @@ impl<M: Manager> Shared<M> {
         let ticket = match checkout {
             Checkout::Resource(entry, below_min_idle) => {
                 if below_min_idle {
-                    self.maintenance.wake();
+                    self.upkeep.wake();
                 }
-                // `check`, written out: as a call, the future's hand-over
-                // measurably slowed the uncontended path.
-                let mut held = Checking { shared: &**self, entry: Some(entry) };
-                let ran = {
-                    let entry = held.entry.as_mut().expect("held until checked");
-                    let fut = self.manager.recycle(&mut entry.resource, &entry.info);
-                    run_until(fut, || self.check_deadline(&mut clock)).await
-                };
+                // `check`, written out: as a call, its state would sit in
+                // the future of every `get`, beside the slow path's box.
+                let mut held = Checking::new(&**self, entry);
+                let ran = self.recycle(&mut held, || clock.deadline()).await;
                 match self.checked(held, ran, &mut clock) {
                     Checked::Ready(entry) => {
                         let snapshot = (observed && clock.started.is_none()).then_some(&status);
@@ -130,8 +126,8 @@ impl<M: Manager> Shared<M> {
         // Boxed, so the future `get` returns is only as large as the fast
         // path above needs: callers move it (into their own futures, into
         // `timeout`, ...), and moving the slow path's states along with it
-        // cost the uncontended get more than this allocation costs a get
-        // that waits, creates or checks slowly.
+        // would cost every uncontended get more than this allocation costs
+        // a get that waits, creates or checks slowly.
         Box::pin(self.acquire_slow(ticket, clock, location)).await
     }
 
@@ -169,10 +165,14 @@ impl<M: Manager> Shared<M> {
                     self.emit(EventKind::Rejected);
                     return Err(Error::Overloaded {
                         max_waiters: self.config.max_waiters.unwrap_or(usize::MAX),
+                        resource: M::RESOURCE,
                     });
                 }
                 Checkout::Exhausted => {
-                    return Err(Error::Exhausted { max_size: self.core.status().max_size });
+                    return Err(Error::Exhausted {
+                        max_size: self.core.status().max_size,
+                        resource: M::RESOURCE,
+                    });
                 }
             };
         }
@@ -209,6 +209,7 @@ impl<M: Manager> Shared<M> {
             elapsed,
             max_size: self.core.status().max_size,
             last_error: self.last_error(),
+            resource: M::RESOURCE,
         }
     }
 
@@ -236,182 +237,52 @@ impl<M: Manager> Shared<M> {
         grant
     }
 
-    /// Runs `recycle` on an idle resource taken from the pool.
+    /// Checks an idle resource taken from the pool before handing it out,
+    /// within the caller's deadline, and says what that means for it.
     async fn check(&self, entry: Entry<M::Resource>, clock: &mut Clock) -> Checked<M::Resource> {
-        let mut held = Checking { shared: self, entry: Some(entry) };
-        let ran = {
-            let entry = held.entry.as_mut().expect("held until checked");
-            let fut = self.manager.recycle(&mut entry.resource, &entry.info);
-            run_until(fut, || self.check_deadline(clock)).await
-        };
+        let mut held = Checking::new(self, entry);
+        let ran = self.recycle(&mut held, || clock.deadline()).await;
         self.checked(held, ran, clock)
     }
 
-    /// When a check that did not finish at once must give up.
-    fn check_deadline(&self, clock: &mut Clock) -> Option<Instant> {
-        let by_recycle = self.config.recycle_timeout.and_then(|t| Instant::now().checked_add(t));
-        earliest(clock.deadline(), by_recycle)
-    }
-
-    /// What a check's outcome means for the resource it checked.
+    /// Records a check's outcome, and what it means for the resource it checked.
     fn checked(
         &self,
-        mut held: Checking<'_, M>,
+        held: Checking<'_, M>,
         ran: Ran<Result<(), M::Error>>,
         clock: &mut Clock,
     ) -> Checked<M::Resource> {
-        match ran {
-            Ran::Done(Ok(())) => Checked::Ready(held.entry.take().expect("held until now")),
-            Ran::NoRuntime => Checked::NoRuntime,
-            Ran::TimedOut if clock.passed() => Checked::TimedOut,
-            Ran::Done(Err(error)) => {
-                tracing::debug!(pool = %self.config.name, error = %crate::ErrorChain(&error), "an idle connection failed its check");
-                self.set_last_error(Some(Arc::new(error)));
-                held.replace();
-                Checked::Replaced
-            }
-            Ran::TimedOut => {
-                tracing::debug!(pool = %self.config.name, "an idle connection's check timed out");
+        match self.record_check(ran, CheckFor::Reuse) {
+            Recycled::Passed => Checked::Ready(held.passed()),
+            Recycled::NoRuntime => Checked::NoRuntime,
+            // The caller's time is up: `held` destroys the resource.
+            Recycled::TimedOut if clock.passed() => Checked::TimedOut,
+            Recycled::Failed | Recycled::TimedOut => {
                 held.replace();
                 Checked::Replaced
             }
         }
     }
 
-    /// Creates a resource in the slot the caller holds.
+    /// Creates a resource in the slot the caller holds, and hands it out.
     async fn create_for(
         self: &Arc<Self>,
         clock: &mut Clock,
         location: &'static Location<'static>,
     ) -> Result<Pooled<M>, Error<M::Error>> {
-        let slot = Slot { shared: self, filled: false };
-        let Some(turn) = self.backoff.turn(clock.deadline()).await else {
-            drop(slot);
-            return Err(self.timed_out(TimeoutPhase::Create, clock));
-        };
-        let generation = self.core.generation();
-        let began = Instant::now();
-        let create_timeout = self.config.create_timeout;
-        self.emit(EventKind::Creating);
-        // Boxed: a backend's create future can be large (tokio-postgres with
-        // TLS: ~18 KB), and inline it would bloat every caller's future.
-        let ran = run_until(Box::pin(self.manager.create()), || {
-            earliest(clock.deadline(), create_timeout.and_then(|t| began.checked_add(t)))
-        })
-        .await;
-        match ran {
-            Ran::Done(Ok(resource)) => {
-                let now = Instant::now();
-                self.backoff.succeeded();
-                drop(turn);
-                self.set_last_error(None);
-                let entry = self.new_entry(resource, now, generation);
-                let entry = slot.fill(entry)?;
-                tracing::debug!(pool = %self.config.name, took = ?(now - began), "opened a new connection");
-                self.emit(EventKind::Created { took: now - began });
-                Ok(self.hand_out(entry, clock, location, None))
-            }
-            Ran::Done(Err(error)) => {
-                let now = Instant::now();
-                self.backoff.failed(now);
-                drop(turn);
-                let error = Arc::new(error);
-                self.set_last_error(Some(Arc::clone(&error)));
-                tracing::warn!(pool = %self.config.name, error = %crate::ErrorChain(&*error), "could not open a new connection");
-                drop(slot);
-                self.emit(EventKind::CreateFailed {
-                    took: now - began,
-                    error: &crate::ErrorChain(&*error),
-                });
-                Err(Error::Backend(error))
-            }
-            Ran::TimedOut => {
-                let now = Instant::now();
-                self.backoff.failed(now);
-                drop(turn);
-                drop(slot);
-                self.emit(EventKind::CreateFailed { took: now - began, error: &"timed out" });
-                Err(self.timed_out(TimeoutPhase::Create, clock))
-            }
-            Ran::NoRuntime => {
-                drop(turn);
-                Err(Error::NoRuntime)
-            }
-        }
-    }
-}
-
-/// A place in the queue; dropping it while still queued gives it up and
-/// passes on anything granted to it meanwhile.
-struct QueuePlace<'a, M: Manager> {
-    shared: &'a Shared<M>,
-    key: Option<usize>,
-}
-
-impl<M: Manager> Drop for QueuePlace<'_, M> {
-    fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            let returned = self.shared.core.cancel_wait(key);
-            self.shared.settle(returned);
-            // A slot granted to it may have been the last one a closed pool had.
-            self.shared.notify_if_drained();
-            self.shared.emit(EventKind::Cancelled);
-        }
-    }
-}
-
-/// A resource out of the idle list being checked; dropping it unfinished
-/// destroys it (its state is unknown) and frees its slot.
-pub(crate) struct Checking<'a, M: Manager> {
-    pub(crate) shared: &'a Shared<M>,
-    pub(crate) entry: Option<Entry<M::Resource>>,
-}
-
-impl<M: Manager> Checking<'_, M> {
-    /// Destroys the resource but keeps its slot for a replacement.
-    fn replace(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.shared.core.swap_for_slot();
-            self.shared.destroy(entry, DestroyReason::RecycleFailed);
-        }
-    }
-}
-
-impl<M: Manager> Drop for Checking<'_, M> {
-    fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            wake(self.shared.core.remove_in_use());
-            self.shared.destroy(entry, DestroyReason::RecycleFailed);
-        }
-    }
-}
-
-/// A reserved slot; dropping it unfilled frees it for the next waiter.
-pub(crate) struct Slot<'a, M: Manager> {
-    pub(crate) shared: &'a Shared<M>,
-    pub(crate) filled: bool,
-}
-
-impl<M: Manager> Slot<'_, M> {
-    /// Puts a new resource in the slot for the caller; fails if the pool
-    /// closed meanwhile (the resource is then destroyed).
-    fn fill(mut self, entry: Entry<M::Resource>) -> Result<Entry<M::Resource>, Error<M::Error>> {
-        self.filled = true;
-        match self.shared.core.fill_slot(entry) {
-            Ok(entry) => Ok(entry),
-            Err(entry) => {
-                self.shared.destroy(entry, DestroyReason::Closed);
+        let slot = Slot::reserved(self);
+        let purpose = CreateFor::Caller { deadline: clock.deadline() };
+        match self.create(slot, purpose, |entry| self.core.fill_slot(entry)).await {
+            Ok(Ok(entry)) => Ok(self.hand_out(entry, clock, location, None)),
+            Ok(Err(entry)) => {
+                // Closed while it was being created.
+                self.destroy(entry, DestroyReason::Closed);
                 Err(Error::Closed)
             }
-        }
-    }
-}
-
-impl<M: Manager> Drop for Slot<'_, M> {
-    fn drop(&mut self) {
-        if !self.filled {
-            wake(self.shared.core.abandon_slot());
-            self.shared.notify_if_drained();
+            Err(NotCreated::Failed(error)) => Err(Error::Backend(error)),
+            Err(NotCreated::TimedOut) => Err(self.timed_out(TimeoutPhase::Create, clock)),
+            Err(NotCreated::Closed) => Err(Error::Closed),
+            Err(NotCreated::NoRuntime) => Err(Error::NoRuntime),
         }
     }
 }

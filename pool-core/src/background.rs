@@ -1,4 +1,4 @@
-//! A pool's background tasks (maintenance and the queue timer): each is
+//! A pool's background tasks (maintenance, upkeep and the queue timer): each is
 //! spawned lazily, on the runtime of the first caller that needs it, woken
 //! through a [`Notify`], and spawned again when the runtime it ran on shut
 //! down while the pool lives on (a pool kept in a static and used by one
@@ -100,6 +100,27 @@ pub(crate) async fn run_rounds<M: Manager, R>(
             None => woken.await,
         }
     }
+}
+
+/// Runs one round of a task that calls the manager, so that a panicking
+/// manager call ends the round, not the task: the round's guards free what
+/// it held, and the next round is due a second later (not at once, in case
+/// the panic repeats).
+pub(crate) async fn unless_it_panics(
+    task: &'static str,
+    pool: &str,
+    round: impl Future<Output = Option<Instant>>,
+) -> Option<Instant> {
+    let mut round = std::pin::pin!(round);
+    std::future::poll_fn(|cx| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| round.as_mut().poll(cx))).unwrap_or_else(
+            |_| {
+                tracing::error!(%pool, "a round of the {task} task panicked");
+                std::task::Poll::Ready(Instant::now().checked_add(std::time::Duration::from_secs(1)))
+            },
+        )
+    })
+    .await
 }
 
 /// Held by a running task; marks it stopped when the task ends, so the next

@@ -4,10 +4,11 @@
 //! While the last create failed, creates run one at a time (the *probe*,
 //! a fair FIFO lock), each starting no sooner than `delay(n)` after the
 //! previous failure, where `n` counts consecutive failures and
-//! `delay(n) = min(BASE * 2^(n-1), CAP)`. So a down server sees at most one
-//! connection attempt per delay, however many tasks wait. The first success
-//! resets the count, and the tasks queued behind the probe then create at
-//! once, in parallel. Waiting for a turn is bounded by the caller's deadline.
+//! `delay(n) = min(BASE * 2^(n-1), CAP)`. So a down backend sees at most one
+//! create per delay, however many tasks wait. The first success resets the
+//! count, and the tasks queued behind the probe then create at once, in
+//! parallel. Waiting for a turn is bounded by the caller's deadline (see
+//! `create.rs`, which also ends the wait when the pool closes).
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, Reuse};
+use crate::config::{Config, Reuse, Sizes};
 use crate::error::BuildError;
 use crate::manager::Manager;
 use crate::observer::Observer;
@@ -16,13 +16,14 @@ use crate::pool::Pool;
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct PoolBuilder<M> {
     manager: M,
+    sizes: Sizes,
     config: Config,
     observers: Vec<Arc<dyn Observer>>,
 }
 
 impl<M: Manager> PoolBuilder<M> {
     pub(crate) fn new(manager: M) -> Self {
-        Self { manager, config: Config::default(), observers: Vec::new() }
+        Self { manager, sizes: Sizes::default(), config: Config::default(), observers: Vec::new() }
     }
 
     /// A name for logs and metrics labels, so several pools in one process
@@ -33,11 +34,12 @@ impl<M: Manager> PoolBuilder<M> {
     }
 
     /// The most resources open at once, in use and idle together (and being
-    /// created). This is the bound that keeps a service under the server's
-    /// connection limit: the server must have room for `max_size` times the
-    /// number of instances. Default 10; must be at least 1.
+    /// created). This is the bound that keeps a service under the backend's
+    /// own limit (a database server's connection limit, say): the backend
+    /// must have room for `max_size` times the number of instances.
+    /// Default 10; must be at least 1.
     pub fn max_size(mut self, max_size: usize) -> Self {
-        self.config.max_size = max_size;
+        self.sizes.max_size = max_size;
         self
     }
 
@@ -45,7 +47,7 @@ impl<M: Manager> PoolBuilder<M> {
     /// background), so a burst after a quiet spell does not pay for
     /// connecting. Idle reaping never goes below it. Default 0; at most `max_size`.
     pub fn min_idle(mut self, min_idle: usize) -> Self {
-        self.config.min_idle = min_idle;
+        self.sizes.min_idle = min_idle;
         self
     }
 
@@ -98,8 +100,9 @@ impl<M: Manager> PoolBuilder<M> {
 
     /// Validates idle resources in the background (with
     /// [`Manager::recycle`]) when they have not been used or checked for
-    /// this long, so firewalls and NATs do not silently drop idle connections
-    /// and dead ones are found before a caller gets them. Default off.
+    /// this long, so firewalls and NATs do not silently drop the network
+    /// connections of idle resources, and dead ones are found before a
+    /// caller gets them. Default off.
     pub fn keepalive_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
         self.config.keepalive_interval = interval.into();
         self
@@ -122,7 +125,7 @@ impl<M: Manager> PoolBuilder<M> {
 
     /// Logs a warning (and sends [`EventKind::LeakSuspected`](crate::EventKind::LeakSuspected))
     /// naming the source line of the `get` when a resource is held longer than
-    /// this, to find code that forgets to give connections back. Default off;
+    /// this, to find code that forgets to give resources back. Default off;
     /// when on, each `get` records the time and its caller.
     pub fn leak_detection_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
         self.config.leak_detection_threshold = threshold.into();
@@ -137,16 +140,18 @@ impl<M: Manager> PoolBuilder<M> {
 
     /// Validates the settings and builds the pool.
     ///
-    /// Inside a Tokio runtime this also starts the maintenance task (idle
-    /// reaping, lifetimes, keepalive, `min_idle` refill); outside one, the
-    /// task starts at the first `get`.
+    /// Inside a Tokio runtime this also starts the background tasks: the
+    /// maintenance task (idle reaping, lifetimes, leak reports) and, with
+    /// `min_idle` or `keepalive_interval` set, the upkeep task (`min_idle`
+    /// refills, keepalive checks); outside one, they start at the first `get`.
     ///
     /// # Errors
     ///
     /// A [`BuildError`] naming the first setting that is out of range, its
     /// value and the rule (for instance `max_size = 0`).
     pub fn build(self) -> Result<Pool<M>, BuildError> {
+        self.sizes.validate()?;
         self.config.validate()?;
-        Ok(Pool::from_parts(self.manager, self.config, self.observers))
+        Ok(Pool::from_parts(self.manager, self.sizes, self.config, self.observers))
     }
 }

@@ -1,4 +1,7 @@
-//! [`Config`]: the validated settings a pool runs with, and their defaults.
+//! The validated settings a pool is built with, and their defaults:
+//! [`Sizes`], the two that [`Pool::resize`](crate::Pool::resize) can change
+//! later and so live in the engine once the pool is built, and [`Config`],
+//! every other one, fixed for the pool's life.
 
 use std::time::Duration;
 
@@ -13,7 +16,8 @@ pub enum Reuse {
     #[default]
     Lifo,
     /// The least recently returned one. Spreads use over every resource
-    /// (useful when the backend balances connections across servers).
+    /// (useful when the backend spreads its resources across servers, and
+    /// each should carry its share of the load).
     Fifo,
 }
 
@@ -26,12 +30,45 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Default `max_lifetime`: 30 min.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
-/// The settings of a pool after validation. Build one with [`PoolBuilder`](crate::PoolBuilder).
+/// How many resources a pool may hold and keeps ready, as built. Handed to
+/// the engine, which owns the live values from then on (`resize` changes
+/// them there): nothing else keeps a copy that could go stale.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sizes {
+    pub(crate) max_size: usize,
+    pub(crate) min_idle: usize,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self { max_size: DEFAULT_MAX_SIZE, min_idle: 0 }
+    }
+}
+
+impl Sizes {
+    /// Checks both sizes, naming the first bad one.
+    pub(crate) fn validate(self) -> Result<(), BuildError> {
+        validate_max_size(self.max_size)?;
+        if self.min_idle > self.max_size {
+            return Err(BuildError::new("min_idle", self.min_idle, "must not be larger than max_size"));
+        }
+        Ok(())
+    }
+}
+
+/// The rule for `max_size`, at build time and at `resize`.
+pub(crate) fn validate_max_size(max_size: usize) -> Result<(), BuildError> {
+    if max_size == 0 {
+        return Err(BuildError::new("max_size", max_size, "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Every other setting of a pool after validation, fixed for its life.
+/// Build one with [`PoolBuilder`](crate::PoolBuilder).
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) name: String,
-    pub(crate) max_size: usize,
-    pub(crate) min_idle: usize,
     pub(crate) acquire_timeout: Duration,
     pub(crate) create_timeout: Option<Duration>,
     pub(crate) recycle_timeout: Option<Duration>,
@@ -47,8 +84,6 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             name: String::from("default"),
-            max_size: DEFAULT_MAX_SIZE,
-            min_idle: 0,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             create_timeout: None,
             recycle_timeout: None,
@@ -65,12 +100,6 @@ impl Default for Config {
 impl Config {
     /// Checks every setting, naming the first bad one.
     pub(crate) fn validate(&self) -> Result<(), BuildError> {
-        if self.max_size == 0 {
-            return Err(BuildError::new("max_size", self.max_size, "must be at least 1"));
-        }
-        if self.min_idle > self.max_size {
-            return Err(BuildError::new("min_idle", self.min_idle, "must not be larger than max_size"));
-        }
         if self.name.is_empty() {
             return Err(BuildError::new("name", &self.name, "must not be empty"));
         }

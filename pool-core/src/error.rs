@@ -36,6 +36,10 @@ impl fmt::Display for TimeoutPhase {
 
 /// Why `get` or `try_get` gave no resource. `E` is the backend's error.
 ///
+/// The messages name the resource with the word its backend chose
+/// ([`Manager::RESOURCE`](crate::Manager::RESOURCE)), carried in the
+/// variants' `resource` field.
+///
 /// Backend errors are shared (`Arc<E>`) because one failure can be reported
 /// to many callers: the task whose `create` failed gets [`Error::Backend`],
 /// and tasks that time out meanwhile see it as `last_error`.
@@ -52,6 +56,8 @@ pub enum Error<E> {
         /// The last error the backend returned while this caller waited (a
         /// failed create or recycle), which is usually the real cause.
         last_error: Option<Arc<E>>,
+        /// What the backend calls its resource ([`Manager::RESOURCE`](crate::Manager::RESOURCE)).
+        resource: &'static str,
     },
     /// The pool is closed; it hands out nothing any more.
     Closed,
@@ -59,11 +65,15 @@ pub enum Error<E> {
     Overloaded {
         /// The configured limit.
         max_waiters: usize,
+        /// What the backend calls its resource ([`Manager::RESOURCE`](crate::Manager::RESOURCE)).
+        resource: &'static str,
     },
     /// `try_get` found no idle resource and no free slot.
     Exhausted {
         /// The pool's `max_size` at the time.
         max_size: usize,
+        /// What the backend calls its resource ([`Manager::RESOURCE`](crate::Manager::RESOURCE)).
+        resource: &'static str,
     },
     /// The backend failed to create a resource for this caller.
     Backend(Arc<E>),
@@ -140,21 +150,21 @@ impl fmt::Debug for ErrorChain<'_> {
 impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Timeout { phase, elapsed, max_size, last_error } => {
+            Self::Timeout { phase, elapsed, max_size, last_error, resource } => {
                 match phase {
                     TimeoutPhase::Wait => write!(
                         f,
-                        "timed out after {elapsed:?} waiting for a free connection (all {max_size} in use); \
-                         return connections sooner, raise max_size or raise acquire_timeout"
+                        "timed out after {elapsed:?} waiting for a free {resource} (all {max_size} in use); \
+                         return them sooner, raise max_size or raise acquire_timeout"
                     )?,
                     TimeoutPhase::Create => write!(
                         f,
-                        "timed out after {elapsed:?} opening a new connection; check that the server is \
+                        "timed out after {elapsed:?} opening a new {resource}; check that the backend is \
                          reachable and not overloaded, or raise create_timeout/acquire_timeout"
                     )?,
                     TimeoutPhase::Recycle => write!(
                         f,
-                        "timed out after {elapsed:?} checking an idle connection before reuse; the server \
+                        "timed out after {elapsed:?} checking an idle {resource} before reuse; the backend \
                          or the network path to it may be stuck"
                     )?,
                 }
@@ -163,17 +173,19 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
                 }
                 Ok(())
             }
-            Self::Closed => f.write_str("the pool is closed and hands out no more connections"),
-            Self::Overloaded { max_waiters } => write!(
+            Self::Closed => f.write_str("the pool is closed and hands out nothing more"),
+            Self::Overloaded { max_waiters, resource } => write!(
                 f,
-                "refused at once: {max_waiters} tasks are already waiting for a connection (max_waiters); \
+                "refused at once: {max_waiters} tasks are already waiting for a {resource} (max_waiters); \
                  the service is overloaded, shed load or raise max_waiters"
             ),
-            Self::Exhausted { max_size } => write!(
+            Self::Exhausted { max_size, resource } => write!(
                 f,
-                "no idle connection and no free slot (all {max_size} in use), and try_get does not wait"
+                "no idle {resource} and no free slot (all {max_size} in use), and try_get does not wait"
             ),
-            Self::Backend(e) => write!(f, "could not open a new connection: {}", ErrorChain(&**e)),
+            Self::Backend(e) => {
+                write!(f, "the backend failed to create one for this call: {}", ErrorChain(&**e))
+            }
             Self::NoRuntime => f.write_str(
                 "the pool must be used inside a Tokio runtime with timers enabled, and none is running here",
             ),
@@ -184,18 +196,23 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
 impl<E: fmt::Debug> fmt::Debug for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Timeout { phase, elapsed, max_size, last_error } => f
+            Self::Timeout { phase, elapsed, max_size, last_error, resource } => f
                 .debug_struct("Timeout")
                 .field("phase", phase)
                 .field("elapsed", elapsed)
                 .field("max_size", max_size)
                 .field("last_error", last_error)
+                .field("resource", resource)
                 .finish(),
             Self::Closed => f.write_str("Closed"),
-            Self::Overloaded { max_waiters } => {
-                f.debug_struct("Overloaded").field("max_waiters", max_waiters).finish()
+            Self::Overloaded { max_waiters, resource } => f
+                .debug_struct("Overloaded")
+                .field("max_waiters", max_waiters)
+                .field("resource", resource)
+                .finish(),
+            Self::Exhausted { max_size, resource } => {
+                f.debug_struct("Exhausted").field("max_size", max_size).field("resource", resource).finish()
             }
-            Self::Exhausted { max_size } => f.debug_struct("Exhausted").field("max_size", max_size).finish(),
             Self::Backend(e) => f.debug_tuple("Backend").field(e).finish(),
             Self::NoRuntime => f.write_str("NoRuntime"),
         }
@@ -249,15 +266,17 @@ impl std::error::Error for BuildError {}
 pub struct CloseTimedOut {
     /// Resources still checked out (or being created) when time ran out.
     pub outstanding: usize,
+    /// What the backend calls its resource ([`Manager::RESOURCE`](crate::Manager::RESOURCE)).
+    pub resource: &'static str,
 }
 
 impl fmt::Display for CloseTimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the pool is closed but {} connection(s) were still checked out when the deadline passed; \
+            "the pool is closed but {} {}(s) were still checked out when the deadline passed; \
              they are destroyed when their holders drop them",
-            self.outstanding
+            self.outstanding, self.resource
         )
     }
 }

@@ -2,9 +2,8 @@
 //! `acquire_timeout` has passed, so that waiting in `get` arms no timer of
 //! its own (the engine's docs, "Timeouts", give the algorithm).
 //!
-//! Registering and clearing a Tokio timer for every `get` that waits was
-//! the largest single cost of waiting (about a fifth of the CPU time of an
-//! exhausted pool, measured in the `s2` benchmark). Since every waiter of a
+//! Registering and clearing a Tokio timer for every `get` that waits would
+//! be the largest single cost of waiting. Since every waiter of a
 //! pool waits the same `acquire_timeout` and joins the queue in deadline
 //! order, one timer that sleeps until the first waiter's deadline serves
 //! them all. It is woken only when a waiter joins while it sleeps with no

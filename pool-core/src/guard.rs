@@ -80,7 +80,8 @@ impl<M: Manager> Pooled<M> {
             tracing::info!(
                 pool = %self.shared.config.name,
                 %location,
-                "a connection reported as a possible leak was returned"
+                "a {} reported as a possible leak was returned",
+                M::RESOURCE
             );
         }
         held

@@ -5,7 +5,9 @@ mod acquire;
 mod background;
 mod backoff;
 mod builder;
+mod cancel_guards;
 mod config;
+mod create;
 mod deadline;
 mod engine;
 mod error;
@@ -18,9 +20,11 @@ mod maintenance;
 mod manager;
 mod observer;
 mod pool;
+mod recycle;
 mod shared;
 mod status;
 mod sync;
+mod upkeep;
 
 pub use builder::PoolBuilder;
 pub use config::{

@@ -1,26 +1,25 @@
-//! The maintenance task: one per pool, in the background.
+//! The maintenance task: one per pool, in the background, doing the
+//! housekeeping that needs no call to the backend.
 //!
 //! Each round it retires idle resources past their lifetime, closes those
-//! idle longer than `idle_timeout` while more than `min_idle` are idle,
-//! validates idle resources due for a keepalive check, reports suspected
-//! leaks, and creates one resource when fewer than `min_idle` are idle. Then
-//! it sleeps until the earliest moment something can next fall due, or
-//! until it is woken (close, resize, evict, a destroyed resource when
-//! `min_idle` is set).
+//! idle longer than `idle_timeout` while more than `min_idle` are idle, and
+//! reports suspected leaks. Then it sleeps until the earliest moment
+//! something can next fall due, or until it is woken (close, resize,
+//! evict). The calls to the backend made in the background (keepalive
+//! checks, `min_idle` refills) are the upkeep task's (`upkeep.rs`), so a
+//! create or check that hangs never holds this housekeeping up.
 //!
 //! It holds only a weak reference to the pool while it sleeps, so it never
 //! keeps a dropped pool alive; it ends when the pool is closed (which
 //! dropping the last `Pool` handle does) or gone.
 
 use std::sync::{Arc, Weak};
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::acquire::{Checking, Slot};
-use crate::background::{Running, run_rounds};
+use crate::background::{Running, run_rounds, unless_it_panics};
 use crate::deadline::earliest;
 use crate::manager::Manager;
 use crate::observer::EventKind;
@@ -34,50 +33,26 @@ pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
 
 async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake: Arc<Notify>) {
     run_rounds(pool, running, wake, |shared| async move {
-        // A panicking manager call ends the round, not the task: the
-        // round's guards free what it held, and the next round waits a bit.
-        let mut round = std::pin::pin!(shared.maintain());
-        std::future::poll_fn(|cx| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| round.as_mut().poll(cx))).unwrap_or_else(
-                |_| {
-                    tracing::error!(pool = %shared.config.name, "a maintenance round panicked");
-                    Poll::Ready(Instant::now().checked_add(Duration::from_secs(1)))
-                },
-            )
-        })
-        .await
+        // `Manager::destroy` may panic.
+        unless_it_panics("maintenance", &shared.config.name, async { shared.maintain() }).await
     })
     .await;
 }
 
 impl<M: Manager> Shared<M> {
     /// One round; returns when the next round is due (`None`: only when woken).
-    async fn maintain(&self) -> Option<Instant> {
+    fn maintain(&self) -> Option<Instant> {
         let now = Instant::now();
         let config = &self.config;
         let after = |at: Instant, period: Option<Duration>| period.and_then(|p| at.checked_add(p));
-        let chores = self.core.maintain(
+        let retired = self.core.retire(
             |info| info.expires_at.is_some_and(|at| at <= now),
             |info| after(info.returned_at, config.idle_timeout).is_some_and(|at| at <= now),
-            |info| after(info.alive_at, config.keepalive_interval).is_some_and(|at| at <= now),
         );
-        for (entry, reason) in chores.destroy {
+        for (entry, reason) in retired {
             self.destroy(entry, reason);
         }
-        // Each in its guard, so a round cut short destroys those not yet
-        // checked instead of losing their slots.
-        let checks: Vec<_> =
-            chores.check.into_iter().map(|e| Checking { shared: self, entry: Some(e) }).collect();
-        for held in checks {
-            self.keepalive(held).await;
-        }
         let mut next = None;
-        if chores.refill {
-            self.refill().await;
-            if self.core.needs_refill() {
-                next = Some(Instant::now());
-            }
-        }
         if let Some(leaks) = &self.leaks {
             let (suspects, due) = leaks.scan(Instant::now());
             for suspect in suspects {
@@ -85,18 +60,20 @@ impl<M: Manager> Shared<M> {
                     pool = %config.name,
                     held = ?suspect.held,
                     location = %suspect.location,
-                    "a connection has been held longer than leak_detection_threshold; \
-                     is it ever returned? it was taken by the get() called at this location"
+                    "a {} has been held longer than leak_detection_threshold; \
+                     is it ever returned? it was taken by the get() called at this location",
+                    M::RESOURCE
                 );
                 self.emit(EventKind::LeakSuspected { held: suspect.held, location: suspect.location });
             }
-            next = earliest(next, due);
+            next = due;
         }
         earliest(next, self.next_due(Instant::now()))
     }
 
-    /// The earliest time an idle resource can next need attention, or a
-    /// resource not yet idle at the soonest.
+    /// The earliest time an idle resource can next need retiring or
+    /// reaping, or a leak report, for a resource not yet idle or taken at
+    /// the soonest.
     fn next_due(&self, now: Instant) -> Option<Instant> {
         let config = &self.config;
         let mut next = None;
@@ -106,85 +83,12 @@ impl<M: Manager> Shared<M> {
             // keeps: waking for them again would spin.
             let reap_at = config.idle_timeout.and_then(|t| info.returned_at.checked_add(t));
             next = earliest(next, reap_at.filter(|at| *at > now));
-            next = earliest(next, config.keepalive_interval.and_then(|t| info.alive_at.checked_add(t)));
         });
         // A resource that becomes idle later falls due no sooner than the
         // shortest period after now.
         let lifetime = config.max_lifetime.map(|l| l.saturating_sub(l / 40));
-        let periods =
-            [config.idle_timeout, lifetime, config.keepalive_interval, config.leak_detection_threshold];
+        let periods = [config.idle_timeout, lifetime, config.leak_detection_threshold];
         let shortest = periods.into_iter().flatten().min();
         earliest(next, shortest.and_then(|p| now.checked_add(p)))
-    }
-
-    /// Validates one idle resource with `recycle`; keeps it or destroys it.
-    async fn keepalive(&self, mut held: Checking<'_, M>) {
-        let timeout = self.config.background_recycle_timeout();
-        let outcome = {
-            let entry = held.entry.as_mut().expect("held until taken below");
-            tokio::time::timeout(timeout, self.manager.recycle(&mut entry.resource, &entry.info)).await
-        };
-        match outcome {
-            Ok(Ok(())) => {
-                let mut entry = held.entry.take().expect("held until now");
-                entry.info.alive_at = Instant::now();
-                let returned = self.core.put_back(entry, None);
-                self.settle(returned);
-            }
-            Ok(Err(error)) => {
-                tracing::info!(pool = %self.config.name, error = %crate::ErrorChain(&error), "an idle connection failed its keepalive check");
-                self.set_last_error(Some(Arc::new(error)));
-            }
-            Err(_) => {
-                tracing::info!(pool = %self.config.name, ?timeout, "an idle connection's keepalive check timed out");
-            }
-        }
-        // A failed check leaves the entry in `held`, whose drop destroys it
-        // with `DestroyReason::RecycleFailed`.
-    }
-
-    /// Creates one resource for `min_idle`, in the slot `maintain` reserved.
-    async fn refill(&self) {
-        let mut slot = Slot { shared: self, filled: false };
-        let timeout = self.config.background_create_timeout();
-        // While creates fail, wait for a turn at most as long as one create
-        // may take; the next round tries again.
-        let Some(turn) = self.backoff.turn(Instant::now().checked_add(timeout)).await else { return };
-        let generation = self.core.generation();
-        let began = Instant::now();
-        self.emit(EventKind::Creating);
-        match tokio::time::timeout(timeout, self.manager.create()).await {
-            Ok(Ok(resource)) => {
-                let now = Instant::now();
-                self.backoff.succeeded();
-                drop(turn);
-                self.set_last_error(None);
-                slot.filled = true;
-                let entry = self.new_entry(resource, now, generation);
-                tracing::debug!(pool = %self.config.name, took = ?(now - began), "opened a new idle connection");
-                let returned = self.core.add_created(entry);
-                self.emit(EventKind::Created { took: now - began });
-                self.settle(returned);
-            }
-            Ok(Err(error)) => {
-                self.backoff.failed(Instant::now());
-                drop(turn);
-                let error = Arc::new(error);
-                tracing::warn!(pool = %self.config.name, error = %crate::ErrorChain(&*error), "could not open an idle connection for min_idle");
-                self.set_last_error(Some(Arc::clone(&error)));
-                drop(slot);
-                self.emit(EventKind::CreateFailed {
-                    took: began.elapsed(),
-                    error: &crate::ErrorChain(&*error),
-                });
-            }
-            Err(_) => {
-                self.backoff.failed(Instant::now());
-                drop(turn);
-                tracing::warn!(pool = %self.config.name, ?timeout, "opening an idle connection for min_idle timed out");
-                drop(slot);
-                self.emit(EventKind::CreateFailed { took: began.elapsed(), error: &"timed out" });
-            }
-        }
     }
 }

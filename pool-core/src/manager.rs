@@ -7,7 +7,7 @@ use crate::info::ResourceInfo;
 /// Why the pool destroyed a resource instead of handing it out again.
 ///
 /// Passed to [`Manager::destroy`] and to observers, and used as the `reason`
-/// label of the closed-connections metric.
+/// label of pool-metrics' counter of closed resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DestroyReason {
@@ -55,7 +55,7 @@ impl std::fmt::Display for DestroyReason {
 /// `recycle` with its timeouts) and may call back into the pool.
 ///
 /// Implementations write plain `async fn`s; the futures must be `Send`
-/// because the pool's maintenance task runs them in the background.
+/// because the pool's upkeep task runs them in the background.
 ///
 /// ```
 /// use pool_core::{Manager, ResourceInfo};
@@ -81,6 +81,14 @@ pub trait Manager: Send + Sync + 'static {
     type Resource: Send + 'static;
     /// The backend's error, returned by `create` and `recycle`.
     type Error: std::error::Error + Send + Sync + 'static;
+
+    /// What the backend calls its resource, in the singular and lower case
+    /// (`"connection"`, `"session"`, `"channel"`): the word the pool's error
+    /// messages, logs and leak reports use for it, so an operator reads
+    /// "timed out after 5s waiting for a free connection" rather than a
+    /// word from the pool's own vocabulary. Plurals add an "(s)". The
+    /// default, `"resource"`, fits any backend.
+    const RESOURCE: &'static str = "resource";
 
     /// Opens a new resource.
     ///

@@ -11,15 +11,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::builder::PoolBuilder;
-use crate::config::Config;
+use crate::cancel_guards::Retaining;
+use crate::config::{Config, Sizes, validate_max_size};
 use crate::error::{BuildError, CloseTimedOut, Error};
 use crate::guard::Pooled;
 use crate::info::ResourceInfo;
-use crate::maintenance;
 use crate::manager::{DestroyReason, Manager};
 use crate::observer::{EventKind, Observer};
 use crate::shared::{Shared, wake};
 use crate::status::Status;
+use crate::{maintenance, upkeep};
 
 /// A bounded, shared pool of resources made by a [`Manager`].
 ///
@@ -36,17 +37,23 @@ impl<M: Manager> Pool<M> {
         PoolBuilder::new(manager)
     }
 
-    pub(crate) fn from_parts(manager: M, config: Config, observers: Vec<Arc<dyn Observer>>) -> Self {
-        let shared = Arc::new(Shared::new(manager, config, observers));
+    pub(crate) fn from_parts(
+        manager: M,
+        sizes: Sizes,
+        config: Config,
+        observers: Vec<Arc<dyn Observer>>,
+    ) -> Self {
+        let shared = Arc::new(Shared::new(manager, sizes, config, observers));
         tracing::info!(
             pool = %shared.config.name,
-            max_size = shared.config.max_size,
-            min_idle = shared.config.min_idle,
+            max_size = sizes.max_size,
+            min_idle = sizes.min_idle,
             acquire_timeout = ?shared.config.acquire_timeout,
             "pool started"
         );
         shared.emit(EventKind::Started);
         maintenance::start(&shared);
+        upkeep::start(&shared);
         Self { shared }
     }
 
@@ -77,7 +84,7 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn get(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         let location = Location::caller();
-        self.start_maintenance();
+        self.start_background_tasks();
         self.shared.acquire(true, location)
     }
 
@@ -96,12 +103,13 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn try_get(&self) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
         let location = Location::caller();
-        self.start_maintenance();
+        self.start_background_tasks();
         self.shared.acquire(false, location)
     }
 
-    fn start_maintenance(&self) {
+    fn start_background_tasks(&self) {
         maintenance::start(&self.shared);
+        upkeep::start(&self.shared);
     }
 
     /// The pool's counts, all from the same instant.
@@ -132,7 +140,9 @@ impl<M: Manager> Pool<M> {
         let Some(removed) = self.shared.core.close() else { return };
         tracing::info!(pool = %self.shared.config.name, "pool closing");
         self.shared.settle_removed(removed);
-        self.shared.maintenance.wake();
+        // Creates waiting out a backoff give up their slots now.
+        self.shared.closing.notify_waiters();
+        self.shared.wake_housekeeping();
         self.shared.timer.wake();
         self.shared.emit(EventKind::Closed);
         self.shared.notify_if_drained();
@@ -160,7 +170,7 @@ impl<M: Manager> Pool<M> {
             drained.as_mut().enable();
             let outstanding = self.shared.core.outstanding();
             if outstanding == 0 {
-                tracing::info!(pool = %self.shared.config.name, "pool closed; every connection is closed");
+                tracing::info!(pool = %self.shared.config.name, "pool closed; every {} is closed", M::RESOURCE);
                 return Ok(());
             }
             match deadline {
@@ -171,7 +181,7 @@ impl<M: Manager> Pool<M> {
                         if outstanding == 0 {
                             return Ok(());
                         }
-                        return Err(CloseTimedOut { outstanding });
+                        return Err(CloseTimedOut { outstanding, resource: M::RESOURCE });
                     }
                 }
             }
@@ -186,14 +196,12 @@ impl<M: Manager> Pool<M> {
     ///
     /// A [`BuildError`] if `max_size` is 0.
     pub fn resize(&self, max_size: usize) -> Result<(), BuildError> {
-        if max_size == 0 {
-            return Err(BuildError::new("max_size", max_size, "must be at least 1"));
-        }
+        validate_max_size(max_size)?;
         let removed = self.shared.core.resize(max_size);
         tracing::info!(pool = %self.shared.config.name, max_size, "pool resized");
         self.shared.settle_removed(removed);
         self.shared.emit(EventKind::Resized);
-        self.shared.maintenance.wake();
+        self.shared.wake_housekeeping();
         Ok(())
     }
 
@@ -224,26 +232,9 @@ impl<M: Manager> Pool<M> {
     /// for credential rotation or after a failover.
     pub fn evict_all(&self) {
         let removed = self.shared.core.evict_all();
-        tracing::info!(pool = %self.shared.config.name, "evicting every connection");
+        tracing::info!(pool = %self.shared.config.name, "evicting every {}", M::RESOURCE);
         self.shared.settle_removed(removed);
-        self.shared.maintenance.wake();
-    }
-}
-
-/// Idle entries taken out for [`Pool::retain`]; the one being judged and
-/// those not yet judged go back if the predicate panics.
-struct Retaining<'a, M: Manager> {
-    shared: &'a Shared<M>,
-    judging: Option<crate::engine::Entry<M::Resource>>,
-    entries: std::vec::IntoIter<crate::engine::Entry<M::Resource>>,
-}
-
-impl<M: Manager> Drop for Retaining<'_, M> {
-    fn drop(&mut self) {
-        for entry in self.judging.take().into_iter().chain(self.entries.by_ref()) {
-            let returned = self.shared.core.put_back(entry, None);
-            self.shared.settle(returned);
-        }
+        self.shared.wake_housekeeping();
     }
 }
 

@@ -1,6 +1,11 @@
-//! [`Shared`]: everything one pool's handles, guards and maintenance task
+//! [`Shared`]: everything one pool's handles, guards and background tasks
 //! share, and the small operations they all use (destroying, emitting
-//! events, waking).
+//! events, waking, recording the last backend error).
+//!
+//! The pool's larger operations are `impl Shared` blocks in files named
+//! for them: `acquire.rs` (`get`), `create.rs` (the one create path),
+//! `recycle.rs` (the one check path), `maintenance.rs` (housekeeping) and
+//! `upkeep.rs` (the background's calls to the backend).
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -11,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::background::Background;
 use crate::backoff::Backoff;
-use crate::config::Config;
+use crate::config::{Config, Sizes};
 use crate::engine::{Core, Entry, EntryData, Removed, Returned};
 use crate::jitter::Jitter;
 use crate::leak::LeakRegistry;
@@ -34,28 +39,39 @@ pub(crate) struct Shared<M: Manager> {
     last_error: Mutex<Option<Arc<M::Error>>>,
     /// The maintenance task (`maintenance.rs`).
     pub(crate) maintenance: Background,
+    /// The upkeep task (`upkeep.rs`), if the pool has upkeep to do.
+    pub(crate) upkeep: Background,
+    /// Whether the pool keeps idle resources ready or checks idle ones
+    /// (`min_idle` or `keepalive_interval` set), the upkeep task's work.
+    pub(crate) has_upkeep: bool,
     /// The queue's timer task (`expiry.rs`).
     pub(crate) timer: Background,
     /// Signalled when a closed pool has no resource left.
     pub(crate) drained: Notify,
+    /// Signalled (to every task listening) when the pool is closed, so a
+    /// create waiting for its backoff turn gives up at once.
+    pub(crate) closing: Notify,
     pub(crate) leaks: Option<LeakRegistry>,
     pub(crate) jitter: Jitter,
 }
 
 impl<M: Manager> Shared<M> {
-    pub(crate) fn new(manager: M, config: Config, observers: Vec<Arc<dyn Observer>>) -> Self {
+    pub(crate) fn new(manager: M, sizes: Sizes, config: Config, observers: Vec<Arc<dyn Observer>>) -> Self {
         let leaks = config.leak_detection_threshold.map(LeakRegistry::new);
         Self {
             manager,
-            core: Core::new(config.max_size, config.min_idle, config.reuse, config.max_waiters),
+            core: Core::new(sizes, config.reuse, config.max_waiters),
             timed: !observers.is_empty() || leaks.is_some(),
             observers: observers.into_boxed_slice(),
             handles: AtomicUsize::new(1),
             backoff: Backoff::default(),
             last_error: Mutex::new(None),
             maintenance: Background::default(),
+            upkeep: Background::default(),
+            has_upkeep: sizes.min_idle > 0 || config.keepalive_interval.is_some(),
             timer: Background::default(),
             drained: Notify::new(),
+            closing: Notify::new(),
             leaks,
             jitter: Jitter::new(),
             config,
@@ -93,10 +109,13 @@ impl<M: Manager> Shared<M> {
         !self.observers.is_empty()
     }
 
+    /// The last backend error, if the last create or check failed.
     pub(crate) fn last_error(&self) -> Option<Arc<M::Error>> {
         self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// Written only by the create path (`create.rs`) and the check path
+    /// (`recycle.rs`), once per outcome.
     pub(crate) fn set_last_error(&self, error: Option<Arc<M::Error>>) {
         *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
     }
@@ -104,13 +123,21 @@ impl<M: Manager> Shared<M> {
     /// Hands a resource that left the pool's books to the manager.
     #[allow(clippy::boxed_local, reason = "entries live boxed from creation on; see engine::Entry")]
     pub(crate) fn destroy(&self, entry: Entry<M::Resource>, reason: DestroyReason) {
-        tracing::debug!(pool = %self.config.name, %reason, "closing a connection");
+        tracing::debug!(pool = %self.config.name, %reason, "closing a {}", M::RESOURCE);
         self.manager.destroy(entry.resource, reason);
         self.emit(EventKind::Destroyed { reason });
-        if reason != DestroyReason::Closed && self.config.min_idle > 0 {
-            self.maintenance.wake();
+        if reason != DestroyReason::Closed && self.has_upkeep && self.core.keeps_idle() {
+            self.upkeep.wake();
         }
         self.notify_if_drained();
+    }
+
+    /// Makes the maintenance and upkeep tasks run a round now: something
+    /// changed (a close, a resize, an eviction) that their next round
+    /// would otherwise learn of only when it is due.
+    pub(crate) fn wake_housekeeping(&self) {
+        self.maintenance.wake();
+        self.upkeep.wake();
     }
 
     /// Wakes `close_and_wait` callers once a closed pool holds nothing.

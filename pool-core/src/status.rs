@@ -8,7 +8,13 @@
 /// below the number of resources in use: those are destroyed as they come
 /// back). `waiting` counts the tasks queued in `get`; it is zero whenever
 /// nobody waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// Two snapshots compare equal when their counts are equal (`max_size`,
+/// `min_idle`, `size`, `idle`, `in_use`, `creating`, `waiting`, `closed`):
+/// `pool_id` and `sequence` say which pool and which moment a snapshot is
+/// of, not what it counts, so `==` ignores them, and an observer can ask
+/// whether anything changed since the last snapshot it kept.
+#[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct Status {
     /// The most resources the pool may hold (open and being created).
@@ -29,14 +35,40 @@ pub struct Status {
     pub closed: bool,
     /// Which pool this is a snapshot of: a number of its own for every pool
     /// built in this process, so two pools with the same name (one built
-    /// to replace the other, say) can be told apart.
+    /// to replace the other, say) can be told apart. Not compared by `==`.
     pub pool_id: u64,
     /// Grows with every snapshot the pool takes (events' and
     /// [`Pool::status`](crate::Pool::status)'s alike): of two snapshots of
     /// one pool, the one with the larger `sequence` is the newer. Events
     /// reach observers on the tasks where they happened, so two of them can
     /// arrive out of order; an observer that keeps counts (a gauge) keeps
-    /// the newest by comparing this. (So two snapshots never compare equal:
-    /// compare the counts themselves to see whether anything changed.)
+    /// the newest by comparing this. Not compared by `==`.
     pub sequence: u64,
+}
+
+impl PartialEq for Status {
+    fn eq(&self, other: &Self) -> bool {
+        self.counts() == other.counts()
+    }
+}
+
+impl Eq for Status {}
+
+impl Status {
+    /// Every field that `==` compares.
+    fn counts(&self) -> (usize, usize, usize, usize, usize, usize, usize, bool) {
+        let Self {
+            max_size,
+            min_idle,
+            size,
+            idle,
+            in_use,
+            creating,
+            waiting,
+            closed,
+            pool_id: _,
+            sequence: _,
+        } = *self;
+        (max_size, min_idle, size, idle, in_use, creating, waiting, closed)
+    }
 }

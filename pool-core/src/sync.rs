@@ -1,6 +1,7 @@
 //! The synchronisation primitives the engine uses: `std`'s normally, loom's
 //! when built with `--cfg pool_loom` so the model checker can explore every
-//! interleaving of the engine (see `tests/loom.rs`).
+//! interleaving of the engine (the model tests are in
+//! `src/engine/loom_tests.rs`; `.ci/test` runs them).
 
 #[cfg(pool_loom)]
 pub(crate) use loom::sync::{Mutex as RawMutex, MutexGuard};

@@ -133,7 +133,7 @@ async fn try_get_is_exhausted_when_full_and_never_queues() {
     let pool = pool(&fake, 1);
     let held = pool.try_get().await.expect("a free slot");
     let err = pool.try_get().await.unwrap_err();
-    assert!(matches!(err, Error::Exhausted { max_size: 1 }), "{err:?}");
+    assert!(matches!(err, Error::Exhausted { max_size: 1, .. }), "{err:?}");
     assert!(err.to_string().contains("try_get does not wait"), "{err}");
     assert_eq!(counts(&pool), (1, 0, 1, 0, 0), "try_get did not queue");
 
@@ -163,7 +163,7 @@ async fn max_waiters_refuses_at_once_with_overloaded() {
     });
     common::settle().await;
     let err = pool.get().await.unwrap_err();
-    assert!(matches!(err, Error::Overloaded { max_waiters: 1 }), "{err:?}");
+    assert!(matches!(err, Error::Overloaded { max_waiters: 1, .. }), "{err:?}");
     assert!(err.to_string().contains("max_waiters"), "{err}");
     assert_eq!(recorder.count(|s| *s == Seen::Rejected), 1);
     assert_eq!(pool.status().waiting, 1);

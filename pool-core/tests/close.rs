@@ -23,7 +23,7 @@ async fn get_fails_with_closed_after_close() {
     assert!(matches!(pool.try_get().await, Err(Error::Closed)));
     assert_eq!(
         Error::<common::FakeError>::Closed.to_string(),
-        "the pool is closed and hands out no more connections"
+        "the pool is closed and hands out nothing more"
     );
     assert_eq!(fake.create_calls(), 0);
     assert!(pool.status().closed);
@@ -91,7 +91,7 @@ async fn close_and_wait_times_out_naming_how_many_are_still_out() {
     let held = (pool.get().await.unwrap(), pool.get().await.unwrap());
     drop(pool.get().await.unwrap()); // idle: destroyed by the close
     let err = pool.close_and_wait(Duration::from_secs(1)).await.unwrap_err();
-    assert_eq!(err, CloseTimedOut { outstanding: 2 });
+    assert_eq!(err, CloseTimedOut { outstanding: 2, resource: "connection" });
     assert!(err.to_string().contains("2 connection(s) were still checked out"), "{err}");
     assert!(pool.is_closed());
     drop(held);
@@ -212,4 +212,55 @@ async fn background_tasks_end_with_close_and_gets_on_a_closed_pool_start_none() 
         assert!(matches!(pool.get().await, Err(Error::Closed)));
     }
     assert_eq!(alive(), 0, "a closed pool starts no task again");
+}
+
+/// Fails `n` gets in a row, so the next create has to wait out a backoff.
+async fn fail_creates(pool: &Pool<Fake>, fake: &Fake, n: usize) {
+    fake.script_create(std::iter::repeat_n(Outcome::Fail("refused"), n));
+    for _ in 0..n {
+        assert!(matches!(pool.get().await, Err(Error::Backend(_))));
+    }
+}
+
+/// Issue #14 (2): a get waiting out a create backoff used to sleep on
+/// through a close, then open a new connection for a closed pool, and
+/// `close_and_wait` waited for it.
+#[tokio::test(start_paused = true)]
+async fn close_stops_a_get_waiting_out_a_create_backoff() {
+    let fake = Fake::new();
+    let pool = pool(&fake, 1);
+    fail_creates(&pool, &fake, 6).await;
+    let calls = fake.create_calls();
+    let getter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|_| ()) }
+    });
+    settle().await;
+    assert_eq!(counts(&pool), (0, 0, 0, 1, 0), "backing off, its slot reserved");
+    let start = Instant::now();
+    pool.close_and_wait(Duration::from_secs(60)).await.expect("nothing is left in the pool");
+    assert_eq!(start.elapsed(), Duration::ZERO, "not only when the backoff is over");
+    assert!(matches!(getter.await.unwrap(), Err(Error::Closed)));
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(fake.create_calls(), calls, "nothing opened after the close");
+    assert_eq!(counts(&pool), (0, 0, 0, 0, 0));
+}
+
+/// Issue #14 (2), the background refill's side of it.
+#[tokio::test(start_paused = true)]
+async fn close_stops_a_min_idle_refill_waiting_out_a_create_backoff() {
+    let fake = Fake::new();
+    fake.create_always(Outcome::Fail("refused"));
+    let pool = Pool::builder(fake.clone()).max_size(2).min_idle(1).build().unwrap();
+    // Long enough for the delay between refills to reach its cap.
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(counts(&pool), (0, 0, 0, 1, 0), "a refill waits for its next turn");
+    fake.create_always(Outcome::Ok);
+    let calls = fake.create_calls();
+    let start = Instant::now();
+    pool.close_and_wait(Duration::from_secs(60)).await.expect("nothing is left in the pool");
+    assert_eq!(start.elapsed(), Duration::ZERO, "not only when the backoff is over");
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(fake.create_calls(), calls, "nothing opened after the close");
+    assert_eq!(fake.live(), 0);
 }

@@ -289,3 +289,52 @@ fn maintenance_starts_again_on_a_new_runtime_after_its_runtime_shut_down() {
     });
     assert_eq!(fake.destroyed(DestroyReason::Idle), 2);
 }
+
+fn leaks_reported(recorder: &Recorder) -> usize {
+    recorder.count(|s| matches!(s, Seen::LeakSuspected { .. }))
+}
+
+/// Issue #14 (3): housekeeping used to wait for the background's calls to
+/// the backend, so a refill that hung (bounded only by `acquire_timeout`)
+/// held leak reports, reaping and retirement up until it timed out.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_min_idle_refill_does_not_hold_up_leak_reports() {
+    let fake = Fake::new();
+    fake.script_create([Outcome::Never]);
+    let recorder = Recorder::new();
+    let pool = builder(&fake, 2)
+        .min_idle(1)
+        .acquire_timeout(60 * SECOND)
+        .leak_detection_threshold(10 * SECOND)
+        .observer(recorder.clone())
+        .build()
+        .unwrap();
+    settle().await;
+    assert_eq!((fake.create_calls(), counts(&pool)), (1, (0, 0, 0, 1, 0)), "the refill hangs");
+    let _leaked = pool.get().await.unwrap();
+    sleep(11 * SECOND).await;
+    assert_eq!(leaks_reported(&recorder), 1, "reported while the refill still hangs");
+    assert_eq!(counts(&pool).3, 1, "it does");
+}
+
+/// Issue #14 (3), for a keepalive check that hangs.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_keepalive_check_does_not_hold_up_leak_reports() {
+    let fake = Fake::new();
+    let recorder = Recorder::new();
+    let pool = builder(&fake, 2)
+        .keepalive_interval(30 * SECOND)
+        .acquire_timeout(60 * SECOND)
+        .leak_detection_threshold(40 * SECOND)
+        .observer(recorder.clone())
+        .build()
+        .unwrap();
+    let (checked, _leaked) = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    drop(checked);
+    fake.script_recycle([Outcome::Never]);
+    sleep(31 * SECOND).await;
+    assert_eq!(fake.recycle_calls(), 1, "the keepalive check hangs");
+    sleep(10 * SECOND).await;
+    assert_eq!(leaks_reported(&recorder), 1, "reported while the check still hangs");
+    assert_eq!(counts(&pool), (2, 0, 2, 0, 0), "it does");
+}

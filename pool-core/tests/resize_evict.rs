@@ -170,3 +170,21 @@ async fn resize_tells_observers_the_new_max_size() {
     assert_eq!(seen, Seen::Resized);
     assert_eq!((status.max_size, status.idle), (1, 1), "sent after the idle resource above the size went");
 }
+
+/// Issue #14 (1): a shrink below `min_idle` used to lower `min_idle` for
+/// good, so growing back kept fewer idle resources ready than configured.
+#[tokio::test(start_paused = true)]
+async fn resize_below_min_idle_and_back_restores_min_idle() {
+    let fake = Fake::new();
+    let pool = Pool::builder(fake.clone()).max_size(4).min_idle(2).build().unwrap();
+    settle().await;
+    assert_eq!(counts(&pool), (2, 2, 0, 0, 0));
+    pool.resize(1).unwrap();
+    settle().await;
+    assert_eq!(pool.status().min_idle, 1, "capped at the new max_size");
+    assert_eq!(counts(&pool), (1, 1, 0, 0, 0));
+    pool.resize(4).unwrap();
+    settle().await;
+    assert_eq!(pool.status().min_idle, 2, "the configured min_idle is back");
+    assert_eq!(counts(&pool), (2, 2, 0, 0, 0), "and kept ready again");
+}

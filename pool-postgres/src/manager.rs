@@ -54,6 +54,8 @@ impl Manager for PgManager {
     type Resource = PgConnection;
     type Error = tokio_postgres::Error;
 
+    const RESOURCE: &'static str = "connection";
+
     async fn create(&self) -> Result<PgConnection, tokio_postgres::Error> {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {

@@ -13,7 +13,7 @@ use loom::thread;
 use tokio::time::Instant;
 
 use super::{Checkout, Core, Entry, EntryData, Grant, Join, Returned};
-use crate::config::Reuse;
+use crate::config::{Reuse, Sizes};
 use crate::info::ResourceInfo;
 
 fn entry(id: u32) -> Entry<u32> {
@@ -85,7 +85,7 @@ fn assert_settled(core: &Core<u32>, max_size: usize) {
 #[test]
 fn loom_two_tasks_share_one_slot_without_loss() {
     loom::model(|| {
-        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
         let handles: Vec<_> = (0..2)
             .map(|i| {
                 let core = Arc::clone(&core);
@@ -107,7 +107,7 @@ fn loom_two_tasks_share_one_slot_without_loss() {
 #[test]
 fn loom_cancelled_waiter_passes_its_grant_on() {
     loom::model(|| {
-        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
         let held = take(&core, 0).expect("open");
         let (key, _) = join_queue(&core, None);
         let returner = {
@@ -129,7 +129,7 @@ fn loom_cancelled_waiter_passes_its_grant_on() {
 #[test]
 fn loom_freed_slot_reaches_a_waiter_or_stays_free() {
     loom::model(|| {
-        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
         let _held = take(&core, 0).expect("open");
         let destroyer = {
             let core = Arc::clone(&core);
@@ -155,7 +155,7 @@ fn loom_freed_slot_reaches_a_waiter_or_stays_free() {
 #[test]
 fn loom_close_wakes_every_waiter_and_loses_nothing() {
     loom::model(|| {
-        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
         let held = take(&core, 0).expect("open");
         let waiter = {
             let core = Arc::clone(&core);
@@ -186,7 +186,7 @@ fn loom_close_wakes_every_waiter_and_loses_nothing() {
 #[test]
 fn loom_timed_out_waiter_gets_a_timeout_or_the_resource_never_both() {
     loom::model(|| {
-        let core = Arc::new(Core::new(1, 0, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
         let held = take(&core, 0).expect("open");
         let deadline = Instant::now();
         let (key, wake_timer) = join_queue(&core, Some(deadline));

@@ -7,7 +7,11 @@
 //! FIFO), the queue of waiting tasks ([`WaiterQueue`]), and three counts —
 //! `in_use` (resources out of the idle list: handed out, handed to a waiter
 //! that has not picked them up yet, or being checked), `creating` (slots
-//! reserved for a resource being created) and `max_size`. A *slot* is the
+//! reserved for a resource being created), and the pool's live sizes,
+//! `max_size` and `min_idle` (the only copy of either once the pool is
+//! built; `min_idle` is kept as configured and capped at `max_size` where
+//! it is read, so a shrink and a regrowth give the configured value back).
+//! A *slot* is the
 //! right to hold one resource; `idle.len() + in_use + creating` is the number
 //! of slots taken. Every critical section is a few field updates: no
 //! allocation in the common case, no I/O, no user code, no await.
@@ -64,7 +68,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::time::Instant;
 
-use crate::config::Reuse;
+use crate::config::{Reuse, Sizes};
 use crate::info::ResourceInfo;
 use crate::manager::DestroyReason;
 use crate::status::Status;
@@ -74,8 +78,7 @@ use waiters::{NodeState, WaiterQueue};
 /// A resource with its book-keeping, boxed once when the resource is
 /// created: the hot path moves an entry several times (idle list, check,
 /// guard), and a pointer is cheaper to move than the resource with its
-/// timestamps (measured: about 30% of an uncontended get + drop went into
-/// those copies before).
+/// timestamps.
 pub(crate) type Entry<T> = Box<EntryData<T>>;
 
 /// What an [`Entry`] holds.
@@ -83,9 +86,8 @@ pub(crate) struct EntryData<T> {
     pub(crate) resource: T,
     pub(crate) info: ResourceInfo,
     /// The current checkout's book-keeping. Kept here rather than in the
-    /// guard so the guard is two pointers, cheap to move through `get`'s
-    /// result (moving a wider guard through several `Result`s measurably
-    /// slowed the uncontended get + drop).
+    /// guard so the guard is two pointers, cheap to move through the
+    /// `Result`s of `get`'s result on the uncontended path.
     pub(crate) lease: Lease,
 }
 
@@ -122,7 +124,7 @@ pub(crate) struct Join<'a, D> {
 /// The outcome of [`Core::checkout`].
 pub(crate) enum Checkout<T> {
     /// An idle resource, now counted in `in_use`; the flag says that fewer
-    /// than `min_idle` are idle now, so maintenance should refill.
+    /// than `min_idle` are idle now, so the upkeep task should refill.
     Resource(Entry<T>, bool),
     /// A free slot, now counted in `creating`.
     Slot,
@@ -159,10 +161,8 @@ impl<T> Removed<T> {
     }
 }
 
-/// What maintenance should do next; see [`Core::maintain`].
-pub(crate) struct Chores<T> {
-    /// Retired or reaped idle resources, to destroy.
-    pub(crate) destroy: Vec<(Entry<T>, DestroyReason)>,
+/// The backend calls the upkeep task should make; see [`Core::upkeep`].
+pub(crate) struct Upkeep<T> {
     /// Idle resources due for a keepalive check, now counted in `in_use`.
     pub(crate) check: Vec<Entry<T>>,
     /// Whether a slot was reserved (in `creating`) for a refill.
@@ -189,8 +189,8 @@ pub(crate) struct Expired {
 ///    stay cached on both threads;
 /// 4. the snapshot counter, written by observed checkouts and returns.
 ///
-/// Measured with `examples/drive.rs` (`s2`, 4 × 64, five alternating runs):
-/// 735 → 673 µs per round against the compiler's own field order.
+/// So the hot fields of one thread's critical section never share a line
+/// with fields the other thread writes for an unrelated reason.
 #[repr(C)]
 pub(crate) struct State<T> {
     idle: VecDeque<Entry<T>>,
@@ -201,6 +201,8 @@ pub(crate) struct State<T> {
     /// until woken).
     timer_at: Option<Instant>,
     max_size: usize,
+    /// As configured; read through [`State::min_idle`], which caps it at
+    /// the live `max_size`.
     min_idle: usize,
     closed: bool,
     generation: u64,
@@ -221,6 +223,12 @@ struct OwnLine(u64);
 impl<T> State<T> {
     fn slots(&self) -> usize {
         self.idle.len() + self.in_use + self.creating
+    }
+
+    /// How many idle resources the pool keeps ready now: the configured
+    /// `min_idle`, but never more than the live `max_size`.
+    fn min_idle(&self) -> usize {
+        self.min_idle.min(self.max_size)
     }
 
     /// A slot was just given up (already subtracted from its count): hand it
@@ -267,7 +275,7 @@ impl<T> State<T> {
         self.snapshots.0 += 1;
         Status {
             max_size: self.max_size,
-            min_idle: self.min_idle,
+            min_idle: self.min_idle(),
             size: self.idle.len() + self.in_use,
             idle: self.idle.len(),
             in_use: self.in_use,
@@ -288,7 +296,8 @@ pub(crate) struct Core<T> {
 }
 
 impl<T> Core<T> {
-    pub(crate) fn new(max_size: usize, min_idle: usize, reuse: Reuse, max_waiters: Option<usize>) -> Self {
+    pub(crate) fn new(sizes: Sizes, reuse: Reuse, max_waiters: Option<usize>) -> Self {
+        let Sizes { max_size, min_idle } = sizes;
         Self {
             state: Mutex::new(State {
                 idle: VecDeque::with_capacity(max_size.min(1024)),
@@ -340,7 +349,7 @@ impl<T> Core<T> {
             };
             if let Some(entry) = idle {
                 state.in_use += 1;
-                let low = state.idle.len() < state.min_idle;
+                let low = state.idle.len() < state.min_idle();
                 return Checkout::Resource(entry, low);
             }
             if state.slots() < state.max_size {
@@ -509,7 +518,6 @@ impl<T> Core<T> {
     pub(crate) fn resize(&self, max_size: usize) -> Removed<T> {
         let mut state = self.state.lock();
         state.max_size = max_size;
-        state.min_idle = state.min_idle.min(max_size);
         let mut removed = Removed::new();
         while state.slots() > max_size {
             let Some(entry) = state.idle.pop_front() else { break };
@@ -541,55 +549,70 @@ impl<T> Core<T> {
     }
 
     /// One maintenance round's bookkeeping, all under one lock: removes idle
-    /// resources whose lifetime is over and those idle too long above
-    /// `min_idle`, takes out those due for a keepalive check, and reserves a
-    /// slot for a refill if fewer than `min_idle` are idle.
-    pub(crate) fn maintain(
+    /// resources evicted, whose lifetime is over, and those idle too long
+    /// above `min_idle`, for the caller to destroy.
+    pub(crate) fn retire(
         &self,
         expired: impl Fn(&ResourceInfo) -> bool,
         idle_too_long: impl Fn(&ResourceInfo) -> bool,
-        check_due: impl Fn(&ResourceInfo) -> bool,
-    ) -> Chores<T> {
+    ) -> Vec<(Entry<T>, DestroyReason)> {
         let mut state = self.state.lock();
-        let mut chores = Chores { destroy: Vec::new(), check: Vec::new(), refill: false };
+        let mut retired = Vec::new();
         if state.closed {
-            return chores;
+            return retired;
         }
         let generation = state.generation;
-        let min_idle = state.min_idle;
+        let min_idle = state.min_idle();
         let mut kept = VecDeque::with_capacity(state.idle.len());
         // Oldest-returned first, so reaping removes the longest idle.
         let mut idle_count = state.idle.len();
         for entry in state.idle.drain(..) {
-            if entry.info.generation != generation {
-                chores.destroy.push((entry, DestroyReason::Evicted));
-                idle_count -= 1;
+            let reason = if entry.info.generation != generation {
+                DestroyReason::Evicted
             } else if expired(&entry.info) {
-                chores.destroy.push((entry, DestroyReason::Lifetime));
-                idle_count -= 1;
+                DestroyReason::Lifetime
             } else if idle_count > min_idle && idle_too_long(&entry.info) {
-                chores.destroy.push((entry, DestroyReason::Idle));
-                idle_count -= 1;
-            } else if check_due(&entry.info) {
-                chores.check.push(entry);
+                DestroyReason::Idle
             } else {
                 kept.push_back(entry);
-            }
+                continue;
+            };
+            retired.push((entry, reason));
+            idle_count -= 1;
         }
         state.idle = kept;
-        state.in_use += chores.check.len();
-        if state.idle.len() + chores.check.len() < state.min_idle
+        retired
+    }
+
+    /// One upkeep round's bookkeeping, all under one lock: takes out the
+    /// idle resources due for a keepalive check, and reserves a slot for a
+    /// refill if fewer than `min_idle` are idle (counting those being
+    /// checked) and nobody waits (a waiter gets the free slot instead).
+    pub(crate) fn upkeep(&self, check_due: impl Fn(&ResourceInfo) -> bool) -> Upkeep<T> {
+        let mut state = self.state.lock();
+        let mut upkeep = Upkeep { check: Vec::new(), refill: false };
+        if state.closed {
+            return upkeep;
+        }
+        if state.idle.iter().any(|entry| check_due(&entry.info)) {
+            let (check, kept): (VecDeque<_>, _) =
+                state.idle.drain(..).partition(|entry| check_due(&entry.info));
+            upkeep.check = check.into();
+            state.idle = kept;
+            state.in_use += upkeep.check.len();
+        }
+        if state.idle.len() + upkeep.check.len() < state.min_idle()
             && state.slots() < state.max_size
             && state.waiters.is_empty()
         {
             state.creating += 1;
-            chores.refill = true;
+            upkeep.refill = true;
         }
-        chores
+        upkeep
     }
 
     /// Calls `f` with every idle resource's info, under the lock (for
-    /// computing the next maintenance deadline; `f` must be trivial).
+    /// computing when a background task is next due; `f` must be trivial).
     pub(crate) fn for_each_idle(&self, mut f: impl FnMut(&ResourceInfo)) {
         let state = self.state.lock();
         for entry in &state.idle {
@@ -600,7 +623,13 @@ impl<T> Core<T> {
     /// Whether fewer than `min_idle` resources are idle and a slot is free.
     pub(crate) fn needs_refill(&self) -> bool {
         let state = self.state.lock();
-        !state.closed && state.idle.len() < state.min_idle && state.slots() < state.max_size
+        !state.closed && state.idle.len() < state.min_idle() && state.slots() < state.max_size
+    }
+
+    /// Whether the pool keeps idle resources ready at all (`min_idle` > 0),
+    /// so a destroyed resource may have to be replaced in the background.
+    pub(crate) fn keeps_idle(&self) -> bool {
+        self.state.lock().min_idle() > 0
     }
 }
 

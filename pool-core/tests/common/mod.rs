@@ -215,6 +215,10 @@ impl Manager for Fake {
     type Resource = Conn;
     type Error = FakeError;
 
+    // It stands in for a database connection, so the tests read the texts
+    // a PostgreSQL pool's users read.
+    const RESOURCE: &'static str = "connection";
+
     async fn create(&self) -> Result<Conn, FakeError> {
         let outcome = lock(&self.inner.create).next();
         play(outcome, "create").await?;
