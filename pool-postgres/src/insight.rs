@@ -57,7 +57,11 @@ impl Connection for crate::Client {
 }
 
 impl Connection for tokio_postgres::Client {
-    async fn rows<'a>(&'a self, sql: &'a str, params: &'a [&'a (dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+    async fn rows<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
         Ok(self.query(sql, params).await?)
     }
 

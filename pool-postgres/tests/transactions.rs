@@ -102,7 +102,11 @@ async fn cancelled_transaction_futures_cause_one_rollback_each_and_no_server_war
         client.execute("INSERT INTO t VALUES ($1)", &[&id]).await.unwrap();
         assert!(!common::in_transaction(&client).await);
     }
-    assert_eq!(ids(&pool).await, (0..20).collect::<Vec<_>>(), "every autocommit write after a cancel is there");
+    assert_eq!(
+        ids(&pool).await,
+        (0..20).collect::<Vec<_>>(),
+        "every autocommit write after a cancel is there"
+    );
     assert_eq!(common::stray_rollbacks(&server), 0);
 }
 

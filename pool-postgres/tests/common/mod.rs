@@ -106,9 +106,9 @@ pub async fn in_transaction(client: &pool_postgres::Client) -> bool {
     // begun by an earlier statement. The probe itself leaves nothing behind
     // (no statement prepared, nothing for the pool to reset).
     match client.simple_query("SELECT now() <> statement_timestamp()").await {
-        Ok(messages) => messages.iter().any(|m| {
-            matches!(m, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
-        }),
+        Ok(messages) => messages
+            .iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) => true,
         Err(e) => panic!("unexpected error probing the transaction state: {e}"),
     }
