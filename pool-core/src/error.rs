@@ -184,7 +184,7 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
                 "no idle {resource} and no free slot (all {max_size} in use), and try_get does not wait"
             ),
             Self::Backend(e) => {
-                write!(f, "the backend failed to create one for this call: {}", ErrorChain(&**e))
+                write!(f, "the backend's create failed for this call: {}", ErrorChain(&**e))
             }
             Self::NoRuntime => f.write_str(
                 "the pool must be used inside a Tokio runtime with timers enabled, and none is running here",

@@ -102,7 +102,7 @@ async fn a_create_failure_is_returned_at_once_as_a_backend_error() {
     let err = pool.get().await.unwrap_err();
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert!(matches!(&err, Error::Backend(e) if e.0 == AUTH), "{err:?}");
-    assert_eq!(err.to_string(), format!("the backend failed to create one for this call: {AUTH}"));
+    assert_eq!(err.to_string(), format!("the backend's create failed for this call: {AUTH}"));
     assert_eq!(err.backend_error().map(|e| e.0.as_str()), Some(AUTH));
     assert_eq!(recorder.count(|s| *s == Seen::CreateFailed(AUTH.to_owned())), 1);
     assert_eq!(counts(&pool), (0, 0, 0, 0, 0));

@@ -82,15 +82,34 @@ impl PoolMetrics {
     ///
     /// When called outside a Tokio runtime, or with a zero `period`.
     pub fn refresh_every<M: Manager>(self: &Arc<Self>, pool: &Pool<M>, period: Duration) -> Refresh {
+        let handle = pool.clone();
+        self.refresh_with(pool.name(), move || handle.status(), period)
+    }
+
+    /// [`refresh_every`](Self::refresh_every) for any pool, given its name
+    /// and how to read its status: for a backend's own pool type (say
+    /// pool-postgres's `PgPool`:
+    /// `metrics.refresh_with(pool.name(), { let p = pool.clone(); move || p.status() }, period)`).
+    /// The task stops when the guard is dropped or the status says closed.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a Tokio runtime, or with a zero `period`.
+    pub fn refresh_with(
+        self: &Arc<Self>,
+        pool: &str,
+        status: impl Fn() -> Status + Send + 'static,
+        period: Duration,
+    ) -> Refresh {
         let metrics = Arc::clone(self);
-        let pool = pool.clone();
+        let name: Arc<str> = Arc::from(pool);
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let task = tokio::spawn(async move {
             loop {
                 ticks.tick().await;
-                let status = pool.status();
-                metrics.record_status(pool.name(), &status);
+                let status = status();
+                metrics.record_status(&name, &status);
                 if status.closed {
                     break;
                 }
