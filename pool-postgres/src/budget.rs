@@ -4,7 +4,7 @@
 use pool_core::ErrorChain;
 
 use crate::error::Error;
-use crate::insight::Budget;
+use crate::insight::{self, Budget};
 use crate::pool::{PgPool, PoolError};
 
 impl PgPool {
@@ -23,12 +23,24 @@ impl PgPool {
     /// Cancel-safe (read-only).
     pub async fn check_budget(&self, instances: u32) -> Result<Budget, BudgetCheckError> {
         let client = self.get().await.map_err(BudgetCheckError::Pool)?;
-        let limits = crate::insight::server_limits(&client).await.map_err(BudgetCheckError::Query)?;
+        let limits = insight::server_limits(&client).await.map_err(BudgetCheckError::Query)?;
+        let max_size = self.status().max_size;
+        let budget = if self.pooler().transaction_mode() {
+            Budget::behind_pooler(&limits, instances, max_size)
+        } else {
+            // Every instance's sessions carry the same application_name: they
+            // are this service's, part of what it needs, not held by others.
+            let application = self.postgres_config().get_application_name().unwrap_or_default();
+            let ours = insight::sessions_of_application(&client, application)
+                .await
+                .map_err(BudgetCheckError::Query)?;
+            let needed = i64::from(instances).saturating_mul(i64::try_from(max_size).unwrap_or(i64::MAX));
+            Budget::compute(&limits, instances, max_size, ours.min(needed))
+        };
         drop(client);
-        let status = self.status();
-        let own = i64::try_from(status.size).unwrap_or(i64::MAX);
-        let budget = Budget::compute(&limits, instances, status.max_size, own);
-        if budget.fits() {
+        if budget.behind_pooler {
+            tracing::info!(pool = %self.name(), %budget, "connection budget");
+        } else if budget.fits() {
             tracing::info!(pool = %self.name(), %budget, "connection budget");
         } else {
             tracing::warn!(

@@ -12,9 +12,11 @@ use pool_core::{ErrorChain, Observer, Pool};
 
 use crate::config_error::ConfigError;
 use crate::manager::PgManager;
+use crate::policy::StatementPolicy;
 use crate::pool::PgPool;
+use crate::recycling::Recycling;
 use crate::registry::{Registration, Target};
-use crate::settings::PoolSettings;
+use crate::settings::{Effective, PoolSettings};
 use crate::url;
 
 /// Configures a [`PgPool`]. Start with [`PgPool::builder`],
@@ -135,18 +137,26 @@ impl PgPoolBuilder {
             config.connect_timeout(create);
         }
 
+        if s.pooler.transaction_mode() {
+            refuse_what_a_transaction_pooler_cannot_take(&config, &s)?;
+        }
+        let target = Target::of(&config);
+        let name = if s.name.is_empty() { target.dbname.clone() } else { s.name };
         let mut manager = PgManager::new(config);
         manager.recycling = s.recycling;
         manager.verify_idle_after = s.verify_idle_after;
         manager.statement_cache_size = s.statement_cache_size;
-        manager.socket_timeout = s.socket_timeout;
+        manager.policy = Arc::new(StatementPolicy {
+            socket_timeout: s.socket_timeout,
+            pooler: s.pooler,
+            session_state: s.pooler_session_state,
+            pool_name: name.clone(),
+        });
         match tls {
             Tls::Off => {}
             #[cfg(feature = "tls")]
             Tls::On(connector) => manager.tls = Some(connector),
         }
-        let target = Target::of(manager.config());
-        let name = if s.name.is_empty() { target.dbname.clone() } else { s.name };
         let mut builder = Pool::builder(manager)
             .name(name)
             .max_size(s.max_size)
@@ -167,6 +177,42 @@ impl PgPoolBuilder {
         let registration = Registration::register(target, inner.name());
         Ok(PgPool::new(inner, registration))
     }
+}
+
+/// Settings that make every connect or every reuse fail behind a
+/// transaction pooler, refused when the pool is built instead.
+fn refuse_what_a_transaction_pooler_cannot_take(
+    config: &tokio_postgres::Config,
+    s: &Effective,
+) -> Result<(), ConfigError> {
+    if let Some(timeout) = s.statement_timeout {
+        return Err(ConfigError::new(
+            "statement_timeout",
+            format!("{timeout:?}"),
+            "cannot be set behind a transaction pooler (pooler=transaction, pgbouncer=true): it travels in the \
+             `options` startup parameter, which PgBouncer refuses, so every connect would fail; set it on the \
+             role instead (ALTER ROLE ... SET statement_timeout = '5s') or with SET LOCAL in each transaction",
+        ));
+    }
+    if config.get_options().is_some() {
+        return Err(ConfigError::new(
+            "options",
+            "(not shown)",
+            "cannot be sent through a transaction pooler (pooler=transaction, pgbouncer=true): PgBouncer \
+             refuses the `options` startup parameter, so every connect would fail; set these on the role \
+             (ALTER ROLE ... SET) instead",
+        ));
+    }
+    if s.recycling == Recycling::Clean {
+        return Err(ConfigError::new(
+            "recycling",
+            "clean",
+            "cannot be used behind a transaction pooler (pooler=transaction, pgbouncer=true): its DISCARD ALL \
+             would reset whichever server session the pooler picks, which other clients use; the pooler \
+             resets server sessions itself",
+        ));
+    }
+    Ok(())
 }
 
 /// Adds `option` to the `options` startup parameter.

@@ -2,14 +2,14 @@
 //! client, the task driving its socket, its statement cache and what the
 //! pool knows about its session state.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client};
 
 use crate::cache::StatementCache;
+use crate::policy::StatementPolicy;
 
 /// A pooled connection, reached through the [`Client`](crate::Client) guard.
 pub struct PgConnection {
@@ -22,8 +22,8 @@ pub struct PgConnection {
     /// A query through the guard timed out (`socket_timeout`): the
     /// connection's state is unknown, so it is destroyed on return.
     pub(crate) broken: AtomicBool,
-    /// The pool's `socket_timeout`, applied by the client guard.
-    pub(crate) socket_timeout: Option<Duration>,
+    /// How statements are sent (`socket_timeout`, pooler mode).
+    pub(crate) policy: Arc<StatementPolicy>,
 }
 
 impl PgConnection {
@@ -33,7 +33,7 @@ impl PgConnection {
         client: Client,
         mut connection: tokio_postgres::Connection<S, T>,
         cache_size: usize,
-        socket_timeout: Option<Duration>,
+        policy: Arc<StatementPolicy>,
     ) -> Self
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -64,7 +64,7 @@ impl PgConnection {
             driver,
             dirty: AtomicBool::new(false),
             broken: AtomicBool::new(false),
-            socket_timeout,
+            policy,
         }
     }
 

@@ -16,6 +16,8 @@ use tokio_postgres::error::{DbError, SqlState};
 pub struct Error {
     kind: ErrorKind,
     postgres: Option<tokio_postgres::Error>,
+    /// What the pool knows about the likely cause, appended to the message.
+    hint: Option<&'static str>,
 }
 
 /// What kind of failure an [`Error`] is.
@@ -38,15 +40,60 @@ pub enum ErrorKind {
         /// The earlier failure, as text.
         first_failure: String,
     },
+    /// Behind a transaction pooler (`pooler=transaction`, `pgbouncer=true`),
+    /// this would leave state in a server session that other clients get
+    /// next, so it was not sent (see the `pooler_session_state` setting).
+    SessionState {
+        /// The statement (`SET`, `LISTEN`, ...).
+        statement: &'static str,
+        /// Its transaction-scoped alternative.
+        instead: &'static str,
+    },
+    /// Behind a transaction pooler that keeps no prepared statements
+    /// (`pooler=transaction`, `pgbouncer=true`), this needs a named
+    /// server-side statement, which would not survive to the next round trip.
+    NeedsNamedStatement {
+        /// What was asked for (`prepare`, `copy_in`, ...).
+        operation: &'static str,
+    },
+    /// Behind a transaction pooler statements go out unnamed with their
+    /// parameter types taken from the Rust values, and this value's type
+    /// is not one the pool can name.
+    UnknownParameterType {
+        /// The parameter's position (`$1` is 1).
+        position: usize,
+    },
 }
 
 impl Error {
+    fn of(kind: ErrorKind) -> Self {
+        Self { kind, postgres: None, hint: None }
+    }
+
     pub(crate) fn timeout(limit: Duration) -> Self {
-        Self { kind: ErrorKind::Timeout { limit }, postgres: None }
+        Self::of(ErrorKind::Timeout { limit })
     }
 
     pub(crate) fn transaction_aborted(first_failure: String) -> Self {
-        Self { kind: ErrorKind::TransactionAborted { first_failure }, postgres: None }
+        Self::of(ErrorKind::TransactionAborted { first_failure })
+    }
+
+    pub(crate) fn session_state(statement: &'static str, instead: &'static str) -> Self {
+        Self::of(ErrorKind::SessionState { statement, instead })
+    }
+
+    pub(crate) fn needs_named_statement(operation: &'static str) -> Self {
+        Self::of(ErrorKind::NeedsNamedStatement { operation })
+    }
+
+    pub(crate) fn unknown_parameter_type(position: usize) -> Self {
+        Self::of(ErrorKind::UnknownParameterType { position })
+    }
+
+    /// Adds what the pool knows about the likely cause.
+    pub(crate) fn with_hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
     }
 
     /// What kind of failure this is.
@@ -86,6 +133,16 @@ impl Error {
             && self.as_db_error().is_some_and(|db| db.message().contains("cached plan"))
     }
 
+    /// 26000 (the named statement does not exist) or 42P05 (it exists
+    /// already): on a connection only this pool uses, that happens after
+    /// `DEALLOCATE`/`DISCARD ALL`; otherwise a transaction pooler is
+    /// handing the statements to other server connections.
+    pub(crate) fn is_lost_statement(&self) -> bool {
+        self.code().is_some_and(|code| {
+            *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT
+        })
+    }
+
     /// Whether the session is over: the socket closed, or a FATAL/PANIC from
     /// the server (terminated, shut down, crashed).
     pub(crate) fn ends_session(&self) -> bool {
@@ -95,12 +152,22 @@ impl Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        Self { kind: ErrorKind::Postgres, postgres: Some(error) }
+        Self { kind: ErrorKind::Postgres, postgres: Some(error), hint: None }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_kind(f)?;
+        match self.hint {
+            Some(hint) => write!(f, "; {hint}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Error {
+    fn fmt_kind(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             ErrorKind::Postgres => match &self.postgres {
                 Some(error) => write!(f, "{}", ErrorChain(error)),
@@ -116,13 +183,36 @@ impl fmt::Display for Error {
                 "the transaction was rolled back, not committed: an earlier statement in it failed \
                  ({first_failure})"
             ),
+            ErrorKind::SessionState { statement, instead } => write!(
+                f,
+                "{statement} was not sent: behind a transaction pooler (pooler=transaction, pgbouncer=true) it \
+                 would leave state in a server session that other clients get next; use {instead} \
+                 (or set pooler_session_state=warn to send it anyway)"
+            ),
+            ErrorKind::NeedsNamedStatement { operation } => write!(
+                f,
+                "{operation} needs a named prepared statement, which a transaction pooler does not keep \
+                 (pooler=transaction, pgbouncer=true): pass the SQL text to query or execute instead (sent \
+                 unnamed, in one round trip); behind PgBouncer 1.21+ with max_prepared_statements > 0, set \
+                 pooler=transaction-prepared"
+            ),
+            ErrorKind::UnknownParameterType { position } => write!(
+                f,
+                "parameter ${position}: its PostgreSQL type cannot be told from its Rust type, and behind a \
+                 transaction pooler (pooler=transaction) statements are sent unnamed with declared types; use \
+                 query_typed with an explicit Type, or pass it as text and cast it in the SQL (${position}::type)"
+            ),
         }
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error").field("kind", &self.kind).field("postgres", &self.postgres).finish()
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("postgres", &self.postgres)
+            .field("hint", &self.hint)
+            .finish()
     }
 }
 

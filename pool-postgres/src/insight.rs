@@ -160,6 +160,27 @@ pub async fn server_limits(client: &impl Connection) -> Result<ServerLimits, Err
     })
 }
 
+/// How many client sessions on the server (all databases) have this
+/// `application_name`: the connections of every instance of a service.
+///
+/// # Errors
+///
+/// The server's error.
+///
+/// # Cancel safety
+///
+/// Cancel-safe (a read-only query).
+pub async fn sessions_of_application(client: &impl Connection, application_name: &str) -> Result<i64, Error> {
+    let row = client
+        .row(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND application_name = $1",
+            &[&application_name],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Whether `instances` copies of a service, each with a pool of `pool_size`,
 /// fit in what the server allows beside everyone else's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +198,10 @@ pub struct Budget {
     pub others: i64,
     /// `usable - others - needed`: the slack left (negative: the shortfall).
     pub headroom: i64,
+    /// The pools reach the server through a transaction pooler: `needed`
+    /// counts client connections to the pooler, which the server never
+    /// sees, so only the server's own use is checked.
+    pub behind_pooler: bool,
 }
 
 impl Budget {
@@ -186,7 +211,25 @@ impl Budget {
         let needed = i64::from(instances).saturating_mul(i64::try_from(pool_size).unwrap_or(i64::MAX));
         let usable = limits.usable();
         let others = (limits.in_use - own).max(0);
-        Self { instances, pool_size, needed, usable, others, headroom: usable - others - needed }
+        Self {
+            instances,
+            pool_size,
+            needed,
+            usable,
+            others,
+            headroom: usable - others - needed,
+            behind_pooler: false,
+        }
+    }
+
+    /// The budget of pools behind a transaction pooler: their connections
+    /// end at the pooler, so what is checked is whether the server has room
+    /// beside what is open now (the pooler's server connections included).
+    pub fn behind_pooler(limits: &ServerLimits, instances: u32, pool_size: usize) -> Self {
+        let needed = i64::from(instances).saturating_mul(i64::try_from(pool_size).unwrap_or(i64::MAX));
+        let usable = limits.usable();
+        let others = limits.in_use;
+        Self { instances, pool_size, needed, usable, others, headroom: usable - others, behind_pooler: true }
     }
 
     /// Whether the pools fit.
@@ -197,6 +240,16 @@ impl Budget {
 
 impl fmt::Display for Budget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.behind_pooler {
+            return write!(
+                f,
+                "behind a transaction pooler: {} instance(s) x pool of {} = {} client connections to the pooler \
+                 (its max_client_conn must allow them), not to the server; the server allows {} (max_connections \
+                 minus reserved) and has {} open now, the pooler's among them, leaving {}: the pooler's pool \
+                 sizes must fit in that",
+                self.instances, self.pool_size, self.needed, self.usable, self.others, self.headroom
+            );
+        }
         write!(
             f,
             "{} instance(s) x pool of {} = {} connections needed; server allows {} (max_connections minus \

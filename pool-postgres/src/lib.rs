@@ -10,12 +10,16 @@ mod error;
 mod hygiene;
 pub mod insight;
 mod manager;
+mod param_types;
+mod policy;
 mod pool;
+mod pooler;
 mod query;
 mod queued;
 mod recycling;
 mod registry;
 mod session;
+mod session_state;
 mod settings;
 mod shared;
 #[cfg(feature = "tls")]
@@ -33,6 +37,7 @@ pub use error::{Error, ErrorKind};
 pub use manager::PgManager;
 pub use pool::{PgPool, PoolError};
 pub use pool_core::{self, ErrorChain, Status};
+pub use pooler::{Pooler, SessionStatePolicy};
 pub use query::Query;
 pub use recycling::Recycling;
 pub use settings::{
@@ -42,6 +47,11 @@ pub use settings::{
 pub use shared::shared_pool;
 pub use tokio_postgres;
 pub use transaction::{Transaction, TransactionBuilder};
+
+/// The counter of statements that would leave session state behind a
+/// transaction pooler, labelled `pool`, `statement` (`SET`, `LISTEN`, ...)
+/// and `action` (`refused` or `warned`); through the `metrics` facade.
+pub const SESSION_STATE_METRIC: &str = "pool_pooler_session_state_total";
 
 /// The workspace README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

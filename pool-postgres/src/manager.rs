@@ -25,7 +25,7 @@ pub struct PgManager {
     pub(crate) recycling: Recycling,
     pub(crate) verify_idle_after: Duration,
     pub(crate) statement_cache_size: usize,
-    pub(crate) socket_timeout: Option<Duration>,
+    pub(crate) policy: std::sync::Arc<crate::policy::StatementPolicy>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::MakeRustlsConnect>,
 }
@@ -38,7 +38,7 @@ impl PgManager {
             recycling: Recycling::default(),
             verify_idle_after: crate::settings::DEFAULT_VERIFY_IDLE_AFTER,
             statement_cache_size: crate::DEFAULT_STATEMENT_CACHE_SIZE,
-            socket_timeout: None,
+            policy: std::sync::Arc::default(),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -60,10 +60,20 @@ impl Manager for PgManager {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
             let (client, connection) = self.config.connect(tls.clone()).await?;
-            return Ok(PgConnection::new(client, connection, self.statement_cache_size, self.socket_timeout));
+            return Ok(PgConnection::new(
+                client,
+                connection,
+                self.statement_cache_size,
+                std::sync::Arc::clone(&self.policy),
+            ));
         }
         let (client, connection) = self.config.connect(NoTls).await?;
-        Ok(PgConnection::new(client, connection, self.statement_cache_size, self.socket_timeout))
+        Ok(PgConnection::new(
+            client,
+            connection,
+            self.statement_cache_size,
+            std::sync::Arc::clone(&self.policy),
+        ))
     }
 
     async fn recycle(
@@ -103,7 +113,7 @@ impl std::fmt::Debug for PgManager {
             .field("recycling", &self.recycling)
             .field("verify_idle_after", &self.verify_idle_after)
             .field("statement_cache_size", &self.statement_cache_size)
-            .field("socket_timeout", &self.socket_timeout)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }

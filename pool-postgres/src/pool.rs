@@ -167,6 +167,11 @@ impl PgPool {
         self.inner.close_and_wait(timeout).await
     }
 
+    /// What the pool was told stands between it and the server (`pooler`).
+    pub fn pooler(&self) -> crate::Pooler {
+        self.inner.manager().policy.pooler
+    }
+
     /// The tokio-postgres config connections are opened with (the password
     /// is hidden in its `Debug`).
     pub fn postgres_config(&self) -> &tokio_postgres::Config {

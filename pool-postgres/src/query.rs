@@ -72,7 +72,7 @@ macro_rules! query_methods {
         /// Cancel-safe.
         pub async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, crate::Error> {
             let session = self.session();
-            session.unprepared(sql, session.client().prepare(sql)).await
+            session.prepare(sql, session.client().prepare(sql)).await
         }
 
         /// Prepares a statement with the parameter types given (uncached).
@@ -90,7 +90,7 @@ macro_rules! query_methods {
             types: &[tokio_postgres::types::Type],
         ) -> Result<tokio_postgres::Statement, crate::Error> {
             let session = self.session();
-            session.unprepared(sql, session.client().prepare_typed(sql, types)).await
+            session.prepare(sql, session.client().prepare_typed(sql, types)).await
         }
 
         /// Runs a query and returns all its rows. SQL text goes through the
@@ -109,7 +109,12 @@ macro_rules! query_methods {
             query: &(impl crate::Query + ?Sized),
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<Vec<tokio_postgres::Row>, crate::Error> {
-            self.session().run(query, |client, s| async move { client.query(&s, params).await }).await
+            let session = self.session();
+            if let Some(sql) = session.unnamed(query)? {
+                let typed = crate::param_types::typed(params)?;
+                return session.bounded(session.client().query_typed(sql, &typed)).await;
+            }
+            session.run(query, |client, s| async move { client.query(&s, params).await }).await
         }
 
         /// Runs a query that returns exactly one row.
@@ -126,7 +131,12 @@ macro_rules! query_methods {
             query: &(impl crate::Query + ?Sized),
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<tokio_postgres::Row, crate::Error> {
-            self.session().run(query, |client, s| async move { client.query_one(&s, params).await }).await
+            let session = self.session();
+            if let Some(sql) = session.unnamed(query)? {
+                let typed = crate::param_types::typed(params)?;
+                return session.bounded(session.client().query_typed_one(sql, &typed)).await;
+            }
+            session.run(query, |client, s| async move { client.query_one(&s, params).await }).await
         }
 
         /// Runs a query that returns at most one row.
@@ -143,7 +153,12 @@ macro_rules! query_methods {
             query: &(impl crate::Query + ?Sized),
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<Option<tokio_postgres::Row>, crate::Error> {
-            self.session().run(query, |client, s| async move { client.query_opt(&s, params).await }).await
+            let session = self.session();
+            if let Some(sql) = session.unnamed(query)? {
+                let typed = crate::param_types::typed(params)?;
+                return session.bounded(session.client().query_typed_opt(sql, &typed)).await;
+            }
+            session.run(query, |client, s| async move { client.query_opt(&s, params).await }).await
         }
 
         /// Runs a statement and returns how many rows it changed.
@@ -160,7 +175,12 @@ macro_rules! query_methods {
             query: &(impl crate::Query + ?Sized),
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<u64, crate::Error> {
-            self.session().run(query, |client, s| async move { client.execute(&s, params).await }).await
+            let session = self.session();
+            if let Some(sql) = session.unnamed(query)? {
+                let typed = crate::param_types::typed(params)?;
+                return session.bounded(session.client().execute_typed(sql, &typed)).await;
+            }
+            session.run(query, |client, s| async move { client.execute(&s, params).await }).await
         }
 
         /// Runs a query and streams its rows; parameters as an iterator.
@@ -185,6 +205,13 @@ macro_rules! query_methods {
             I::IntoIter: ExactSizeIterator,
         {
             let session = self.session();
+            if let Some(sql) = session.unnamed(query)? {
+                let params: Vec<P> = params.into_iter().collect();
+                let refs: Vec<&dyn tokio_postgres::types::ToSql> =
+                    params.iter().map(tokio_postgres::types::BorrowToSql::borrow_to_sql).collect();
+                let typed = crate::param_types::typed_borrowed(&refs)?;
+                return session.bounded(session.client().query_typed_raw(sql, typed)).await;
+            }
             let (statement, cached) = session.statement(query).await?;
             let out = session.bounded(session.client().query_raw(&statement, params)).await;
             session.forget_if_stale(&out, cached);
@@ -211,6 +238,14 @@ macro_rules! query_methods {
             I::IntoIter: ExactSizeIterator,
         {
             let session = self.session();
+            if let Some(sql) = session.unnamed(query)? {
+                let params: Vec<P> = params.into_iter().collect();
+                let refs: Vec<&dyn tokio_postgres::types::ToSql> =
+                    params.iter().map(tokio_postgres::types::BorrowToSql::borrow_to_sql).collect();
+                let typed = crate::param_types::typed_borrowed(&refs)?;
+                let rows = session.bounded(session.client().query_typed_raw(sql, typed)).await?;
+                return session.bounded(crate::param_types::rows_affected(rows)).await;
+            }
             let (statement, cached) = session.statement(query).await?;
             let out = session.bounded(session.client().execute_raw(&statement, params)).await;
             session.forget_if_stale(&out, cached);
@@ -362,6 +397,7 @@ macro_rules! query_methods {
             U: bytes::Buf + 'static + Send,
         {
             let session = self.session();
+            session.needs_named("copy_in")?;
             let (statement, _) = session.statement(query).await?;
             session.bounded(session.client().copy_in(&statement)).await
         }
@@ -380,6 +416,7 @@ macro_rules! query_methods {
             query: &(impl crate::Query + ?Sized),
         ) -> Result<tokio_postgres::CopyOutStream, crate::Error> {
             let session = self.session();
+            session.needs_named("copy_out")?;
             let (statement, _) = session.statement(query).await?;
             session.bounded(session.client().copy_out(&statement)).await
         }
@@ -387,6 +424,14 @@ macro_rules! query_methods {
         /// A token that asks the server to cancel what this connection is running.
         pub fn cancel_token(&self) -> tokio_postgres::CancelToken {
             self.session().client().cancel_token()
+        }
+
+        /// Forgets every statement cached on this connection (they are closed
+        /// on the server). For after `DEALLOCATE ALL` or `DISCARD ALL` sent
+        /// some other way; the pool also recovers by itself, statement by
+        /// statement, when the server says one is missing.
+        pub fn clear_statement_cache(&self) {
+            self.session().conn().cache().clear();
         }
 
         /// The statement cache's size and hit counts for this connection.

@@ -3,26 +3,37 @@
 //! a [`Transaction`](crate::Transaction).
 //!
 //! For each statement, in order:
-//! 1. **Statement.** A prepared [`Statement`] is used as given. SQL text is
-//!    looked up in the connection's statement cache and prepared (then
-//!    cached) on a miss; with the cache off it is prepared for this call.
-//! 2. **Deadline.** Every round trip runs under the pool's `socket_timeout`.
+//! 1. **Guard.** Behind a transaction pooler, text that would leave session
+//!    state (`SET`, `LISTEN`, ...) is refused before it is sent, or sent with
+//!    a warning (see [`crate::session_state`]); either way it is counted.
+//! 2. **Route.** Behind a pooler that keeps no prepared statements
+//!    ([`Pooler::Transaction`](crate::Pooler::Transaction)), SQL text goes out
+//!    unnamed, Parse to Sync in one round trip, with parameter types taken
+//!    from the Rust values ([`crate::param_types`]); anything that needs a
+//!    named statement is refused. Otherwise a prepared [`Statement`] is used
+//!    as given, and SQL text is looked up in the connection's statement
+//!    cache and prepared (then cached) on a miss, or with the cache off
+//!    prepared for this call.
+//! 3. **Deadline.** Every round trip runs under the pool's `socket_timeout`.
 //!    Running out of it, or an error that ends the session (closed socket,
 //!    FATAL, PANIC), marks the connection broken: it is closed when it comes
 //!    back instead of being handed to the next borrower.
-//! 3. **Stale plans.** A cached statement the schema has changed under
-//!    ("cached plan must not change result type") is dropped from the cache.
-//! 4. **Hygiene.** Text that may leave the session inside a transaction
+//! 4. **Stale and lost statements.** A cached statement the schema has
+//!    changed under ("cached plan must not change result type") or that the
+//!    server no longer has (`26000`, after `DEALLOCATE`/`DISCARD ALL`) is
+//!    dropped from the cache. `26000` and `42P05` where no pooler is
+//!    configured get a hint naming `pgbouncer=true`.
+//! 5. **Hygiene.** Text that may leave the session inside a transaction
 //!    block or holding a lock marks it dirty, and a dirty connection gets a
 //!    `ROLLBACK` when it comes back (see [`crate::hygiene`]).
 //!
 //! The two callers differ in one way, the [`Scope`]: in autocommit a stale
-//! plan is prepared again and the statement retried once (the server ran
-//! nothing, so this is safe), and step 4 applies. Inside a transaction
-//! block the failure has aborted the block, so nothing is retried; the
-//! first failure is remembered so that `commit` can say the transaction was
-//! rolled back instead of reporting success; and the block ends itself, so
-//! there is nothing to watch.
+//! or lost statement is prepared again and the statement retried once (the
+//! server ran nothing, so this is safe), and step 5 applies. Inside a
+//! transaction block the failure has aborted the block, so nothing is
+//! retried; the first failure is remembered so that `commit` can say the
+//! transaction was rolled back instead of reporting success; and the block
+//! ends itself, so there is nothing to watch.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -33,7 +44,13 @@ use crate::cache;
 use crate::connection::PgConnection;
 use crate::error::Error;
 use crate::hygiene;
+use crate::pooler::SessionStatePolicy;
 use crate::query::{Query, QueryRef};
+use crate::session_state;
+
+/// Appended to 26000/42P05 errors when no pooler is configured.
+const POOLER_HINT: &str = "if a transaction pooler (PgBouncer in transaction mode) is between this pool and the \
+                           server, add pgbouncer=true to the URL so statements are sent unnamed";
 
 /// Where a statement runs; the one difference between the client guard's
 /// and a transaction's statements.
@@ -66,12 +83,72 @@ impl<'a> Session<'a> {
         self.conn
     }
 
-    /// Step 2: runs one round trip under `socket_timeout` and books its failure.
+    /// Step 1, for every piece of SQL text before it is sent.
+    pub(crate) fn guard(&self, sql: &str) -> Result<(), Error> {
+        let policy = &self.conn.policy;
+        if !policy.pooler.transaction_mode() {
+            return Ok(());
+        }
+        let Some(found) = session_state::find(sql) else { return Ok(()) };
+        let action = match policy.session_state {
+            SessionStatePolicy::Refuse => "refused",
+            SessionStatePolicy::Warn => "warned",
+        };
+        metrics::counter!(
+            crate::SESSION_STATE_METRIC,
+            "pool" => policy.pool_name.clone(),
+            "statement" => found.statement,
+            "action" => action,
+        )
+        .increment(1);
+        match policy.session_state {
+            SessionStatePolicy::Refuse => Err(Error::session_state(found.statement, found.instead)),
+            SessionStatePolicy::Warn => {
+                tracing::warn!(
+                    pool = %policy.pool_name,
+                    statement = found.statement,
+                    instead = found.instead,
+                    "sent session state through a transaction pooler: the next client of that server \
+                     connection gets it, and this one may not find it again"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Step 2 for a statement that can go either way: `Some(sql)` when it
+    /// must go out unnamed (the caller sends it with `query_typed` and
+    /// friends), `None` when it goes through [`Session::run`].
+    pub(crate) fn unnamed<'q>(&self, query: &'q (impl Query + ?Sized)) -> Result<Option<&'q str>, Error> {
+        let unnamed_only = self.conn.policy.pooler.unnamed_only();
+        match query.as_query() {
+            QueryRef::Text(sql) if unnamed_only => {
+                self.guard(sql)?;
+                self.watch(sql);
+                Ok(Some(sql))
+            }
+            QueryRef::Prepared(_) if unnamed_only => {
+                Err(Error::needs_named_statement("a prepared Statement"))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Refuses `operation` where named statements do not survive.
+    pub(crate) fn needs_named(&self, operation: &'static str) -> Result<(), Error> {
+        if self.conn.policy.pooler.unnamed_only() {
+            Err(Error::needs_named_statement(operation))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Step 3: runs one round trip under `socket_timeout` and books its failure.
     pub(crate) async fn bounded<T>(
         &self,
         round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, Error> {
-        let out = match self.conn.socket_timeout {
+        let out = match self.conn.policy.socket_timeout {
             None => round_trip.await,
             Some(limit) => {
                 if let Ok(out) = tokio::time::timeout(limit, round_trip).await {
@@ -83,9 +160,12 @@ impl<'a> Session<'a> {
             }
         };
         out.map_err(|error| {
-            let error = Error::from(error);
+            let mut error = Error::from(error);
             if error.ends_session() {
                 self.conn.mark_broken();
+            }
+            if error.is_lost_statement() && !self.conn.policy.pooler.transaction_mode() {
+                error = error.with_hint(POOLER_HINT);
             }
             if let Scope::Transaction(first_failure) = self.scope {
                 let _ = first_failure.set(error.to_string());
@@ -94,27 +174,40 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Step 4, for text that does not go through the cache.
+    /// Step 5, for text that does not go through the cache.
     pub(crate) fn watch(&self, sql: &str) {
         if matches!(self.scope, Scope::Autocommit) && hygiene::may_dirty(sql) {
             self.conn.mark_dirty();
         }
     }
 
-    /// Steps 2 and 4 for SQL text sent as it is (simple protocol, unnamed
+    /// Steps 1, 3 and 5 for SQL text sent as it is (simple protocol, unnamed
     /// statements, uncached prepares): nothing cached, nothing to go stale.
     pub(crate) async fn unprepared<T>(
         &self,
         sql: &str,
         round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, Error> {
+        self.guard(sql)?;
         self.watch(sql);
         self.bounded(round_trip).await
+    }
+
+    /// A statement prepared for this call, not cached.
+    pub(crate) async fn prepare(
+        &self,
+        sql: &str,
+        prepare: impl Future<Output = Result<Statement, tokio_postgres::Error>>,
+    ) -> Result<Statement, Error> {
+        self.needs_named("prepare")?;
+        self.unprepared(sql, prepare).await
     }
 
     /// The statement cached for `sql` on this connection, or a new one
     /// (prepared, then cached); with the cache off, prepared every time.
     pub(crate) async fn prepare_cached(&self, sql: &str) -> Result<Statement, Error> {
+        self.needs_named("prepare_cached")?;
+        self.guard(sql)?;
         let prepare = self.bounded(self.client().prepare(sql));
         let (statement, dirties) = cache::prepare_cached(&self.conn.cache, sql, prepare).await?;
         if dirties && matches!(self.scope, Scope::Autocommit) {
@@ -123,26 +216,29 @@ impl<'a> Session<'a> {
         Ok(statement)
     }
 
-    /// Step 1: the statement for `query`, and the text it is cached under
-    /// (`None` when it does not come from the cache).
+    /// Step 2 for a named statement: the statement for `query`, and the
+    /// text it is cached under (`None` when it does not come from the cache).
     pub(crate) async fn statement<'q>(
         &self,
         query: &'q (impl Query + ?Sized),
     ) -> Result<(Statement, Option<&'q str>), Error> {
         match query.as_query() {
-            QueryRef::Prepared(statement) => Ok((statement.clone(), None)),
+            QueryRef::Prepared(statement) => {
+                self.needs_named("a prepared Statement")?;
+                Ok((statement.clone(), None))
+            }
             QueryRef::Text(sql) if self.conn.cache().enabled() => {
                 Ok((self.prepare_cached(sql).await?, Some(sql)))
             }
-            QueryRef::Text(sql) => Ok((self.unprepared(sql, self.client().prepare(sql)).await?, None)),
+            QueryRef::Text(sql) => Ok((self.prepare(sql, self.client().prepare(sql)).await?, None)),
         }
     }
 
-    /// Step 3: drops a stale cached statement; returns whether the caller
-    /// may prepare it again and retry (autocommit only).
+    /// Step 4: drops a stale or lost cached statement; returns whether the
+    /// caller may prepare it again and retry (autocommit only).
     pub(crate) fn forget_if_stale<T>(&self, out: &Result<T, Error>, cached: Option<&str>) -> bool {
         match (out, cached) {
-            (Err(error), Some(sql)) if error.is_stale_plan() => {
+            (Err(error), Some(sql)) if error.is_stale_plan() || error.is_lost_statement() => {
                 self.conn.cache().remove(sql);
                 matches!(self.scope, Scope::Autocommit)
             }
@@ -150,9 +246,9 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Steps 1 to 4 for a statement whose parameters can be bound twice:
-    /// runs `op` with the statement for `query`, retrying once on a stale
-    /// plan where that is safe.
+    /// Steps 1 to 5 for a named statement whose parameters can be bound
+    /// twice: runs `op` with the statement for `query`, retrying once on a
+    /// stale or lost statement where that is safe.
     pub(crate) async fn run<T, F, Fut>(&self, query: &(impl Query + ?Sized), op: F) -> Result<T, Error>
     where
         F: Fn(&'a tokio_postgres::Client, Statement) -> Fut,
@@ -161,7 +257,7 @@ impl<'a> Session<'a> {
         let (statement, cached) = self.statement(query).await?;
         let out = self.bounded(op(self.client(), statement)).await;
         if let (true, Some(sql)) = (self.forget_if_stale(&out, cached), cached) {
-            tracing::debug!("a cached statement went stale after a schema change; preparing it again");
+            tracing::debug!("a cached statement went stale or missing; preparing it again");
             let statement = self.prepare_cached(sql).await?;
             return self.bounded(op(self.client(), statement)).await;
         }

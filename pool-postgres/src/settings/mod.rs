@@ -19,8 +19,12 @@ use std::time::Duration;
 use pool_core::Reuse;
 
 use crate::config_error::ConfigError;
+use crate::pooler::{Pooler, SessionStatePolicy};
 use crate::recycling::Recycling;
-use rules::{AtLeastOne, Count, Limit, Name, Positive, RecyclingRule, ReuseRule, Rule, Span, ZeroIsOff};
+use rules::{
+    AtLeastOne, Count, Limit, Name, PoolerRule, Positive, RecyclingRule, ReuseRule, Rule, SessionStateRule,
+    Span, ZeroIsOff,
+};
 
 pub use file::PgConfig;
 
@@ -106,6 +110,19 @@ generate::pool_settings! {
     reuse: Reuse, ReuseRule,
         default Reuse::Lifo => "`lifo`",
         names ["reuse"];
+    /// What stands between the pool and the server: `none`; `transaction`,
+    /// a transaction pooler such as PgBouncer in transaction mode (Prisma's
+    /// `pgbouncer=true` says the same): statements go out unnamed, session
+    /// state is refused; or `transaction-prepared`, one that keeps prepared
+    /// statements (PgBouncer 1.21+ with `max_prepared_statements` > 0). See [`Pooler`].
+    pooler: Pooler, PoolerRule,
+        default Pooler::None => "`none`",
+        names ["pooler", "pgbouncer"];
+    /// Behind a transaction pooler, what happens to a statement that would
+    /// leave session state (`SET`, `LISTEN`, ...): `refuse` or `warn`.
+    pooler_session_state: SessionStatePolicy, SessionStateRule,
+        default SessionStatePolicy::Refuse => "`refuse`",
+        names ["pooler_session_state"];
 }
 
 /// What a builder setter takes for a setting of type `T`: the value itself,

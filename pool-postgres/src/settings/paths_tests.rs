@@ -8,6 +8,7 @@ use pool_core::Reuse;
 
 use super::{Effective, PARAMETERS, PoolSettings};
 use crate::builder::PgPoolBuilder;
+use crate::pooler::{Pooler, SessionStatePolicy};
 use crate::recycling::Recycling;
 
 /// One setting given three ways: URL text, a config-file value (JSON, as
@@ -208,6 +209,38 @@ fn cases() -> Vec<(&'static str, Case)> {
                 url: "leak_detection_threshold=2m",
                 file: json!({"leak_detection_threshold": "2m"}),
                 builder: |b| b.leak_detection_threshold(s(120)),
+            },
+        ),
+        (
+            "pooler",
+            Case {
+                url: "pgbouncer=true",
+                file: json!({"pooler": "transaction"}),
+                builder: |b| b.pooler(Pooler::Transaction),
+            },
+        ),
+        (
+            "pooler",
+            Case {
+                url: "pooler=none",
+                file: json!({"pgbouncer": false}),
+                builder: |b| b.pooler(Pooler::None),
+            },
+        ),
+        (
+            "pooler",
+            Case {
+                url: "pooler=transaction-prepared",
+                file: json!({"pooler": "transaction-prepared"}),
+                builder: |b| b.pooler(Pooler::TransactionKeepsPrepared),
+            },
+        ),
+        (
+            "pooler_session_state",
+            Case {
+                url: "pooler_session_state=warn",
+                file: json!({"pooler_session_state": "warn"}),
+                builder: |b| b.pooler_session_state(SessionStatePolicy::Warn),
             },
         ),
         (

@@ -144,6 +144,32 @@ impl Rule for RecyclingRule {
     }
 }
 
+/// What stands between the pool and the server.
+pub(crate) struct PoolerRule;
+
+impl Rule for PoolerRule {
+    type Value = crate::pooler::Pooler;
+
+    fn parse(text: &str) -> Result<crate::pooler::Pooler, String> {
+        text.parse().map_err(|()| {
+            String::from(
+                "must be none, transaction or transaction-prepared (pgbouncer=true means transaction)",
+            )
+        })
+    }
+}
+
+/// What happens to session state behind a transaction pooler.
+pub(crate) struct SessionStateRule;
+
+impl Rule for SessionStateRule {
+    type Value = crate::pooler::SessionStatePolicy;
+
+    fn parse(text: &str) -> Result<crate::pooler::SessionStatePolicy, String> {
+        text.parse().map_err(|()| String::from("must be refuse or warn"))
+    }
+}
+
 /// Which idle connection is taken first.
 pub(crate) struct ReuseRule;
 
@@ -180,22 +206,6 @@ impl Rule for Name {
             Err(String::from("must be at most 63 bytes long"))
         } else {
             Ok(name)
-        }
-    }
-}
-
-/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
-#[allow(dead_code, reason = "the transaction-pooler switch is the first flag; kept with the other rules")]
-pub(crate) struct Flag;
-
-impl Rule for Flag {
-    type Value = bool;
-
-    fn parse(text: &str) -> Result<bool, String> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(String::from("must be true or false")),
         }
     }
 }
