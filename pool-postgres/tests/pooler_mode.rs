@@ -148,3 +148,17 @@ async fn a_value_of_no_nameable_type_is_refused_with_the_way_out() {
     assert!(matches!(error.kind(), ErrorKind::UnknownParameterType { position: 1 }), "{error}");
     assert!(error.to_string().contains("query_typed"), "{error}");
 }
+
+#[tokio::test]
+async fn behind_a_pooler_that_keeps_prepared_statements_the_cache_stays_on() {
+    let server = common::server();
+    let pool = common::pool(&server, "connection_limit=1&pooler=transaction-prepared");
+    let client = pool.get().await.unwrap();
+    for i in 0..3_i32 {
+        assert_eq!(client.query_one("SELECT $1::int4", &[&i]).await.unwrap().get::<_, i32>(0), i);
+    }
+    assert_eq!(client.statement_cache_stats().hits, 2);
+    client.prepare("SELECT 2").await.expect("named statements are allowed here");
+    let error = client.batch_execute("LISTEN jobs").await.unwrap_err();
+    assert!(matches!(error.kind(), ErrorKind::SessionState { .. }), "session state is still guarded: {error}");
+}
