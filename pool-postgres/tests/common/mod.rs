@@ -15,7 +15,9 @@
 
 #![allow(dead_code, unreachable_pub, reason = "each test file uses a different part of this module")]
 
+pub mod fleet;
 pub mod watch;
+pub mod workload;
 
 use std::error::Error as StdError;
 use std::future::Future;
