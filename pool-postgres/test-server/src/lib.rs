@@ -4,9 +4,11 @@
 compile_error!("pool-postgres-test-server works on Unix-like systems only");
 
 mod account;
+mod address;
 mod binaries;
 mod dirs;
 mod error;
+mod pgbouncer;
 mod ports;
 mod process;
 mod template;
@@ -21,15 +23,15 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use error::{Phase, TestServerError};
+pub use pgbouncer::{PoolMode, TestPgBouncer, TestPgBouncerBuilder};
 
 use account::Identity;
+use address::{HOST, Login};
 use binaries::Binaries;
+use ports::LaunchFailure;
 use process::{Launch, NotReady, Shutdown};
 use template::{Auth, SUPERUSER};
 use watchdog::Watchdog;
-
-/// The address every test server listens on.
-const HOST: &str = "127.0.0.1";
 
 /// The default for [`TestServerBuilder::start_timeout`].
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -165,24 +167,18 @@ impl TestServerBuilder {
             state: Mutex::new(State::default()),
         };
         server.prepare()?;
-        let mut attempt = 1;
-        loop {
-            server.port = ports::reserve()
-                .map_err(|e| TestServerError::io(Phase::Start, "could not find a free TCP port", e))?;
+        ports::launch_on_free_port(PORT_ATTEMPTS, Phase::Start, |port| {
+            server.port = port;
             let launched = {
                 let mut state = server.lock();
                 server_launch(&server.launch_parts(), &mut state)
             };
-            match launched {
-                Ok(()) => return Ok(server),
-                Err(failure) if failure.port_taken && attempt < PORT_ATTEMPTS => {
-                    ports::release(server.port);
-                    server.port = 0;
-                    attempt += 1;
-                }
-                Err(failure) => return Err(failure.error),
+            if launched.as_ref().is_err_and(|failure| failure.port_taken) {
+                server.port = 0;
             }
-        }
+            launched
+        })?;
+        Ok(server)
     }
 
     fn validate(&self) -> Result<(), TestServerError> {
@@ -258,11 +254,6 @@ struct LaunchParts<'a> {
     start_timeout: Duration,
 }
 
-struct LaunchFailure {
-    error: TestServerError,
-    port_taken: bool,
-}
-
 impl TestServer {
     /// A builder for a server with custom settings.
     pub fn builder() -> TestServerBuilder {
@@ -315,12 +306,7 @@ impl TestServer {
 
     /// Like [`url`](Self::url), for database `dbname` (which must exist).
     pub fn url_for(&self, dbname: &str) -> String {
-        let mut url = format!("postgres://{}", percent_encode(&self.user));
-        if let Some(password) = &self.password {
-            let _ = write!(url, ":{}", percent_encode(password));
-        }
-        let _ = write!(url, "@{HOST}:{}/{}", self.port, percent_encode(dbname));
-        url
+        self.login().url(dbname)
     }
 
     /// A key=value connection string as `tokio_postgres::Config` and libpq
@@ -333,16 +319,7 @@ impl TestServer {
     /// Like [`connection_string`](Self::connection_string), for database
     /// `dbname`.
     pub fn connection_string_for(&self, dbname: &str) -> String {
-        let mut out = format!(
-            "host={HOST} port={} user={} dbname={}",
-            self.port,
-            conninfo_value(&self.user),
-            conninfo_value(dbname)
-        );
-        if let Some(password) = &self.password {
-            let _ = write!(out, " password={}", conninfo_value(password));
-        }
-        out
+        self.login().connection_string(dbname)
     }
 
     /// The directory of the server's Unix socket (`.s.PGSQL.PORT`), or
@@ -473,6 +450,10 @@ impl TestServer {
         self.start_again()
     }
 
+    fn login(&self) -> Login<'_> {
+        Login { port: self.port, user: &self.user, password: self.password.as_deref() }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -503,7 +484,7 @@ impl TestServer {
             })?;
         }
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let watchdog = Watchdog::spawn(&self.root, &self.data_dir).map_err(|e| {
+        let watchdog = Watchdog::spawn(&self.root, &self.data_dir, "QUIT").map_err(|e| {
             TestServerError::io(Phase::PrepareDirectory, "could not start the watchdog (/bin/sh)", e)
         })?;
         state.watchdog = Some(watchdog);
@@ -525,7 +506,7 @@ impl TestServer {
         Ok(())
     }
 
-    fn shut_down(&self, signal: &str, grace: Duration) -> Result<(), TestServerError> {
+    fn shut_down(&self, signal: &'static str, grace: Duration) -> Result<(), TestServerError> {
         let mut state = self.lock();
         let Some(mut child) = state.child.take() else {
             return Ok(());
@@ -542,7 +523,7 @@ impl TestServer {
                         Phase::Stop,
                         format!(
                             "the server did not exit within {grace:?} after SIG{signal}; \
-                             it was stopped with {how}"
+                             it was stopped with SIG{how}"
                         ),
                     )
                     .with_output(
@@ -672,37 +653,9 @@ impl fmt::Debug for TestServer {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
-}
-
-/// Quotes a connection string value if it needs it.
-fn conninfo_value(value: &str) -> String {
-    let plain = !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\');
-    if plain { value.to_owned() } else { format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'")) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encodes_urls_and_conninfo_values() {
-        assert_eq!(percent_encode("p@ss:w/rd ü"), "p%40ss%3Aw%2Frd%20%C3%BC");
-        assert_eq!(percent_encode("plain-1.2_~"), "plain-1.2_~");
-        assert_eq!(conninfo_value("plain"), "plain");
-        assert_eq!(conninfo_value("it's a \\"), r"'it\'s a \\'");
-        assert_eq!(conninfo_value(""), "''");
-    }
 
     #[test]
     fn builder_debug_hides_the_password() {
