@@ -11,6 +11,7 @@ mod error;
 mod pgbouncer;
 mod ports;
 mod process;
+mod supervised;
 mod template;
 mod watchdog;
 
@@ -18,7 +19,7 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -29,7 +30,8 @@ use account::Identity;
 use address::{HOST, Login};
 use binaries::Binaries;
 use ports::LaunchFailure;
-use process::{Launch, NotReady, Shutdown};
+use process::{Launch, NotReady};
+use supervised::{StopReport, Supervised};
 use template::{Auth, SUPERUSER};
 use watchdog::Watchdog;
 
@@ -234,9 +236,9 @@ pub struct TestServer {
 /// What changes while the server lives.
 #[derive(Default)]
 struct State {
-    /// The postmaster, while it runs (or until we notice it has exited).
-    child: Option<Child>,
-    watchdog: Option<Watchdog>,
+    /// The postmaster, while it runs (or until we notice it has exited),
+    /// and its watchdog.
+    process: Supervised,
     /// The log file, opened once, appended to by every start.
     log: Option<File>,
 }
@@ -379,15 +381,12 @@ impl TestServer {
 
     /// Whether the server process is running.
     pub fn is_running(&self) -> bool {
-        let mut state = self.lock();
-        state.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.pid().is_some()
     }
 
     /// The postmaster's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        let mut state = self.lock();
-        let child = state.child.as_mut()?;
-        matches!(child.try_wait(), Ok(None)).then(|| child.id())
+        self.lock().process.running_pid()
     }
 
     /// Stops the server with a fast shutdown (`SIGINT`: open connections are
@@ -428,15 +427,10 @@ impl TestServer {
     /// log, e.g. when another process has taken the port meanwhile.
     pub fn start_again(&self) -> Result<(), TestServerError> {
         let mut state = self.lock();
-        if let Some(child) = &mut state.child {
-            if matches!(child.try_wait(), Ok(None)) {
-                return Ok(());
-            }
-            state.child = None;
-            if let Some(watchdog) = &mut state.watchdog {
-                watchdog.unwatch();
-            }
+        if state.process.running_pid().is_some() {
+            return Ok(());
         }
+        state.process.forget_exited();
         server_launch(&self.launch_parts(), &mut state).map_err(|failure| failure.error)
     }
 
@@ -487,7 +481,7 @@ impl TestServer {
         let watchdog = Watchdog::spawn(&self.root, &self.data_dir, "QUIT").map_err(|e| {
             TestServerError::io(Phase::PrepareDirectory, "could not start the watchdog (/bin/sh)", e)
         })?;
-        state.watchdog = Some(watchdog);
+        state.process.watchdog = Some(watchdog);
         dirs::copy_tree(&self.template, &self.data_dir, self.identity.owner()).map_err(|e| {
             TestServerError::io(
                 Phase::CopyTemplate,
@@ -507,37 +501,15 @@ impl TestServer {
     }
 
     fn shut_down(&self, signal: &'static str, grace: Duration) -> Result<(), TestServerError> {
-        let mut state = self.lock();
-        let Some(mut child) = state.child.take() else {
-            return Ok(());
+        let report = StopReport {
+            phase: Phase::Stop,
+            who: "the server",
+            first_signal: signal,
+            grace,
+            log_label: "server log",
+            log_path: &self.log_path,
         };
-        match process::shut_down(&mut child, signal, grace) {
-            Ok(outcome) => {
-                if let Some(watchdog) = &mut state.watchdog {
-                    watchdog.unwatch();
-                }
-                drop(state);
-                match outcome {
-                    Shutdown::Clean => Ok(()),
-                    Shutdown::Escalated(how) => Err(TestServerError::new(
-                        Phase::Stop,
-                        format!(
-                            "the server did not exit within {grace:?} after SIG{signal}; \
-                             it was stopped with SIG{how}"
-                        ),
-                    )
-                    .with_output(
-                        format!("server log {}", self.log_path.display()),
-                        &self.log_tail(error::TAIL_LINES),
-                    )),
-                }
-            }
-            Err(e) => {
-                let pid = child.id();
-                state.child = Some(child);
-                Err(TestServerError::io(Phase::Stop, format!("could not signal the server (pid {pid})"), e))
-            }
-        }
+        self.lock().process.stop(|child| process::shut_down(child, signal, grace), &report)
     }
 }
 
@@ -561,17 +533,17 @@ fn server_launch(parts: &LaunchParts<'_>, state: &mut State) -> Result<(), Launc
     let (mut child, command) = launch.spawn().map_err(|e| {
         fail(TestServerError::io(Phase::Start, "could not spawn postgres", e).with_command(&launch.command()))
     })?;
-    if let Some(watchdog) = &mut state.watchdog {
+    if let Some(watchdog) = &mut state.process.watchdog {
         watchdog.watch(child.id());
     }
     let outcome = process::wait_ready(&mut child, parts.data_dir, parts.start_timeout);
     if outcome.is_ok() {
-        state.child = Some(child);
+        state.process.child = Some(child);
         return Ok(());
     }
     // Failed: make sure it is gone, then explain.
     let _ = process::shut_down(&mut child, "QUIT", KILL_GRACE);
-    if let Some(watchdog) = &mut state.watchdog {
+    if let Some(watchdog) = &mut state.process.watchdog {
         watchdog.unwatch();
     }
     let new_log = dirs::read_from(parts.log_path, log_offset).unwrap_or_default();
@@ -620,22 +592,8 @@ fn server_launch(parts: &LaunchParts<'_>, state: &mut State) -> Result<(), Launc
 impl Drop for TestServer {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let stopped = match state.child.take() {
-            None => true,
-            Some(mut child) => process::shut_down(&mut child, "INT", DROP_GRACE).is_ok(),
-        };
+        state.process.tear_down(|child| process::shut_down(child, "INT", DROP_GRACE), &self.root);
         state.log = None;
-        let removed = stopped && dirs::remove_tree(&self.root).is_ok();
-        if let Some(mut watchdog) = state.watchdog.take() {
-            if stopped {
-                watchdog.unwatch();
-            }
-            if removed {
-                watchdog.disarm();
-            }
-            // Otherwise dropping it closes the pipe: the watchdog stops
-            // whatever still runs and removes the directory.
-        }
         ports::release(self.port);
     }
 }

@@ -9,7 +9,10 @@ use std::thread;
 use std::time::Duration;
 
 use pool_postgres_test_server::{Phase, PoolMode, TestPgBouncer, TestServer};
-use support::{CHILD_MODE, DIR_MARKER, accepts_tcp, assert_gone, processes_of, spawn_child};
+use support::{
+    CHILD_MODE, DIR_MARKER, accepts_tcp, assert_a_killed_child_leaves_nothing,
+    assert_an_exited_child_leaves_nothing, assert_gone, processes_of,
+};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 /// Connects with `config` (a URL or key=value string) and drives the
@@ -245,16 +248,10 @@ fn child_process_helper() {
 
 #[test]
 fn the_watchdog_stops_the_bouncer_of_a_killed_process() {
-    let (mut child, dir) = spawn_child("killed");
-    assert_eq!(processes_of(&dir).len(), 1, "the child's pgbouncer runs");
-    child.kill().unwrap(); // SIGKILL: no destructor runs
-    child.wait().unwrap();
-    assert_gone(&dir, Duration::from_secs(20));
+    assert_a_killed_child_leaves_nothing("killed");
 }
 
 #[test]
 fn the_watchdog_stops_a_static_bouncer() {
-    let (mut child, dir) = spawn_child("static");
-    assert!(child.wait().unwrap().success());
-    assert_gone(&dir, Duration::from_secs(20));
+    assert_an_exited_child_leaves_nothing("static");
 }

@@ -9,7 +9,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pool_postgres_test_server::{Phase, TestServer};
-use support::{CHILD_MODE, DIR_MARKER, accepts_tcp, assert_gone, processes_of, spawn_child};
+use support::{
+    CHILD_MODE, DIR_MARKER, accepts_tcp, assert_a_killed_child_leaves_nothing,
+    assert_an_exited_child_leaves_nothing, assert_gone, processes_of,
+};
 
 fn run_psql(command: &mut Command, sql: &str) -> Output {
     command
@@ -244,16 +247,10 @@ fn child_process_helper() {
 
 #[test]
 fn watchdog_cleans_up_after_a_killed_process() {
-    let (mut child, data_dir) = spawn_child("killed");
-    assert!(!processes_of(&data_dir).is_empty());
-    child.kill().unwrap(); // SIGKILL: no destructor runs
-    child.wait().unwrap();
-    assert_gone(&data_dir, Duration::from_secs(20));
+    assert_a_killed_child_leaves_nothing("killed");
 }
 
 #[test]
 fn watchdog_cleans_up_a_static_server() {
-    let (mut child, data_dir) = spawn_child("static");
-    assert!(child.wait().unwrap().success());
-    assert_gone(&data_dir, Duration::from_secs(20));
+    assert_an_exited_child_leaves_nothing("static");
 }

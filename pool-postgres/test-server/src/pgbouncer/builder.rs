@@ -5,12 +5,13 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::TestPgBouncer;
 use super::binary::PgBouncerBinary;
 use super::config::{self, Placement};
 use super::launch::Launch;
-use super::{State, TestPgBouncer};
 use crate::account::Identity;
 use crate::error::{Phase, TestServerError};
+use crate::supervised::Supervised;
 use crate::watchdog::Watchdog;
 use crate::{TestServer, dirs, ports};
 
@@ -47,7 +48,7 @@ impl PoolMode {
 /// one with [`TestPgBouncer::builder`].
 ///
 /// The defaults: `pool_mode = transaction`, `default_pool_size = 5`,
-/// `max_client_conn = 1000`, `auth_type = trust` (or `scram-sha-256` when
+/// `max_client_conn = 4096`, `auth_type = trust` (or `scram-sha-256` when
 /// the server has a password), the server's user as `admin_users`; all
 /// else is PgBouncer's default, `ignore_startup_parameters` and
 /// `server_reset_query` included. A builder can start any number of
@@ -101,8 +102,10 @@ impl TestPgBouncerBuilder {
     }
 
     /// Sets `max_client_conn`, how many clients may connect at once
-    /// (default 1000, room for several test processes with many tasks
-    /// each).
+    /// (default 4096: room for a few test processes, each with dozens of
+    /// tasks that hold several connections). The file descriptor limit
+    /// (`ulimit -n`) of the test process caps it too; PgBouncer logs that
+    /// limit when it starts.
     #[must_use]
     pub fn max_client_conn(self, max: u32) -> Self {
         self.setting("max_client_conn", max.to_string())
@@ -173,7 +176,7 @@ impl TestPgBouncerBuilder {
             port: 0,
             user: self.user.clone(),
             password: self.password.clone(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Supervised::default()),
         };
         let auth_path = bouncer.root.join("users.txt");
         prepare_directory(&mut bouncer, &auth_path)?;
@@ -214,7 +217,7 @@ impl TestPgBouncerBuilder {
             password: self.password.as_deref(),
         };
         let mut state = bouncer.lock();
-        let State { child, watchdog } = &mut *state;
+        let Supervised { child, watchdog } = &mut *state;
         let Some(watchdog) = watchdog.as_mut() else {
             return Err(ports::LaunchFailure {
                 error: TestServerError::new(Phase::StartPgBouncer, "the watchdog is not running"),

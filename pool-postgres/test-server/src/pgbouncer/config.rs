@@ -28,7 +28,7 @@ pub(crate) fn defaults(user: &str, has_password: bool) -> Vec<(String, String)> 
         ("default_pool_size", "5"),
         // Several test processes, each with dozens of tasks holding a
         // handful of connections, may share one PgBouncer.
-        ("max_client_conn", "1000"),
+        ("max_client_conn", "4096"),
         ("auth_type", auth_type),
         ("admin_users", user),
     ]

@@ -14,9 +14,11 @@
 //!   lines that say the socket listens and the event loop runs.
 //! * **Invariant: no orphan.** From the moment the directory exists, the
 //!   value that owns it exists too, so an early error drops it and cleans
-//!   up; and from the moment `pgbouncer` is spawned until it has been
+//!   up; and from just after `pgbouncer` is spawned until it has been
 //!   reaped, the watchdog knows its pid, so it is stopped (`SIGTERM`, then
-//!   `SIGKILL`) even when this process dies without running `Drop`.
+//!   `SIGKILL`) even when this process dies without running `Drop` (the
+//!   instant between the spawn and telling the watchdog is the one gap, as
+//!   for servers).
 //!
 //! [`TestServer`]: crate::TestServer
 
@@ -27,7 +29,6 @@ mod launch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -36,8 +37,8 @@ pub use builder::{PoolMode, TestPgBouncerBuilder};
 use crate::account::Identity;
 use crate::address::{HOST, Login};
 use crate::error::{self, Phase, TestServerError};
-use crate::process::{self, Shutdown};
-use crate::watchdog::Watchdog;
+use crate::process;
+use crate::supervised::{StopReport, Supervised};
 use crate::{TestServer, dirs, ports};
 use binary::PgBouncerBinary;
 
@@ -56,8 +57,8 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 ///
 /// Start one with [`TestPgBouncer::start`] or [`TestPgBouncer::builder`].
 /// It copies what it needs from the server and does not borrow it, so both
-/// can live side by side in a test fixture; drop the PgBouncer first, or it
-/// finds no server behind it. Clients use [`url`](Self::url) or
+/// can live side by side in a test fixture (in either drop order; while
+/// the server is gone, queries through the PgBouncer fail). Clients use [`url`](Self::url) or
 /// [`connection_string`](Self::connection_string) as they would the
 /// server's.
 ///
@@ -79,15 +80,8 @@ pub struct TestPgBouncer {
     port: u16,
     user: String,
     password: Option<String>,
-    state: Mutex<State>,
-}
-
-/// What changes while the PgBouncer lives.
-#[derive(Default)]
-struct State {
-    /// The `pgbouncer` process, until it has been stopped.
-    child: Option<Child>,
-    watchdog: Option<Watchdog>,
+    /// The `pgbouncer` process, until it has been stopped, and its watchdog.
+    state: Mutex<Supervised>,
 }
 
 impl TestPgBouncer {
@@ -185,9 +179,7 @@ impl TestPgBouncer {
 
     /// The `pgbouncer` process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        let mut state = self.lock();
-        let child = state.child.as_mut()?;
-        matches!(child.try_wait(), Ok(None)).then(|| child.id())
+        self.lock().running_pid()
     }
 
     /// Stops PgBouncer with a safe shutdown (`SIGINT`: it waits until no
@@ -200,7 +192,7 @@ impl TestPgBouncer {
     /// [`Phase::StopPgBouncer`] if it did not exit within 10 s (it has then
     /// been stopped with `SIGTERM` or `SIGKILL`) or could not be signalled.
     pub fn stop(&self) -> Result<(), TestServerError> {
-        self.shut_down(&[("INT", STOP_TIMEOUT), ("TERM", TERM_GRACE)])
+        self.shut_down(&[("INT", STOP_TIMEOUT), ("TERM", TERM_GRACE)], "INT", STOP_TIMEOUT)
     }
 
     /// Kills PgBouncer like a crash (`SIGKILL`): every client connection
@@ -211,75 +203,39 @@ impl TestPgBouncer {
     ///
     /// [`Phase::StopPgBouncer`] if it could not be killed.
     pub fn kill(&self) -> Result<(), TestServerError> {
-        self.shut_down(&[])
+        self.shut_down(&[], "KILL", Duration::ZERO)
     }
 
     fn login(&self) -> Login<'_> {
         Login { port: self.port, user: &self.user, password: self.password.as_deref() }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Supervised> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn shut_down(&self, steps: &[(&'static str, Duration)]) -> Result<(), TestServerError> {
-        let mut state = self.lock();
-        let Some(mut child) = state.child.take() else {
-            return Ok(());
+    fn shut_down(
+        &self,
+        steps: &[(&'static str, Duration)],
+        first_signal: &str,
+        grace: Duration,
+    ) -> Result<(), TestServerError> {
+        let report = StopReport {
+            phase: Phase::StopPgBouncer,
+            who: "pgbouncer",
+            first_signal,
+            grace,
+            log_label: "pgbouncer log",
+            log_path: &self.log_path,
         };
-        match process::shut_down_with(&mut child, steps) {
-            Ok(outcome) => {
-                if let Some(watchdog) = &mut state.watchdog {
-                    watchdog.unwatch();
-                }
-                drop(state);
-                match outcome {
-                    Shutdown::Clean => Ok(()),
-                    Shutdown::Escalated(how) => Err(TestServerError::new(
-                        Phase::StopPgBouncer,
-                        format!(
-                            "pgbouncer did not exit within {STOP_TIMEOUT:?} after SIG{}; it was stopped \
-                             with SIG{how}",
-                            steps.first().map_or("KILL", |(first, _)| first)
-                        ),
-                    )
-                    .with_output(
-                        format!("pgbouncer log {}", self.log_path.display()),
-                        &self.log_tail(error::TAIL_LINES),
-                    )),
-                }
-            }
-            Err(e) => {
-                let pid = child.id();
-                state.child = Some(child);
-                Err(TestServerError::io(
-                    Phase::StopPgBouncer,
-                    format!("could not signal pgbouncer (pid {pid})"),
-                    e,
-                ))
-            }
-        }
+        self.lock().stop(|child| process::shut_down_with(child, steps), &report)
     }
 }
 
 impl Drop for TestPgBouncer {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let stopped = match state.child.take() {
-            None => true,
-            Some(mut child) => process::shut_down_with(&mut child, &[("TERM", TERM_GRACE)]).is_ok(),
-        };
-        let removed = stopped && dirs::remove_tree(&self.root).is_ok();
-        if let Some(mut watchdog) = state.watchdog.take() {
-            if stopped {
-                watchdog.unwatch();
-            }
-            if removed {
-                watchdog.disarm();
-            }
-            // Otherwise dropping it closes the pipe: the watchdog stops
-            // whatever still runs and removes the directory.
-        }
+        state.tear_down(|child| process::shut_down_with(child, &[("TERM", TERM_GRACE)]), &self.root);
         ports::release(self.port);
     }
 }

@@ -78,7 +78,7 @@ pub(crate) fn assert_gone(dir: &Path, timeout: Duration) {
 /// Re-runs this test binary's `child_process_helper` test with
 /// [`CHILD_MODE`] set to `mode`, and returns the child and the directory it
 /// printed after [`DIR_MARKER`].
-pub(crate) fn spawn_child(mode: &str) -> (Child, PathBuf) {
+fn spawn_child(mode: &str) -> (Child, PathBuf) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_process_helper", "--nocapture", "--test-threads=1"])
         .env(CHILD_MODE, mode)
@@ -99,4 +99,23 @@ pub(crate) fn spawn_child(mode: &str) -> (Child, PathBuf) {
     // Keep reading, so the child's harness does not fail on a closed pipe.
     thread::spawn(move || lines.for_each(drop));
     (child, dir)
+}
+
+/// Runs the child in `mode`, kills it with `SIGKILL` (no destructor runs)
+/// once it has started what it starts, and asserts that the watchdog
+/// cleans up after it.
+pub(crate) fn assert_a_killed_child_leaves_nothing(mode: &str) {
+    let (mut child, dir) = spawn_child(mode);
+    assert!(!processes_of(&dir).is_empty(), "the child's processes run");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_gone(&dir, Duration::from_secs(20));
+}
+
+/// Runs the child in `mode` until it exits on its own (what it keeps in
+/// statics is never dropped), and asserts that the watchdog cleans up.
+pub(crate) fn assert_an_exited_child_leaves_nothing(mode: &str) {
+    let (mut child, dir) = spawn_child(mode);
+    assert!(child.wait().unwrap().success());
+    assert_gone(&dir, Duration::from_secs(20));
 }
