@@ -592,8 +592,8 @@ fn server_launch(parts: &LaunchParts<'_>, state: &mut State) -> Result<(), Launc
 impl Drop for TestServer {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        state.process.tear_down(|child| process::shut_down(child, "INT", DROP_GRACE), &self.root);
         state.log = None;
+        state.process.tear_down(|child| process::shut_down(child, "INT", DROP_GRACE), &self.root);
         ports::release(self.port);
     }
 }
