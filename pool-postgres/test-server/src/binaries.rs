@@ -161,11 +161,11 @@ fn has_server_binaries(dir: &Path) -> bool {
     is_executable(&dir.join("initdb")) && is_executable(&dir.join("postgres"))
 }
 
-fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn find_in_path(path: Option<&OsString>, program: &str) -> Option<PathBuf> {
+pub(crate) fn find_in_path(path: Option<&OsString>, program: &str) -> Option<PathBuf> {
     std::env::split_paths(path?)
         .filter(|dir| !dir.as_os_str().is_empty())
         .map(|dir| dir.join(program))

@@ -2,10 +2,10 @@
 //! file helpers.
 
 use std::collections::hash_map::RandomState;
-use std::fs::{self, DirBuilder, File};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::hash::BuildHasher;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt, chown};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -162,6 +162,17 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path, owner: Option<(u32, u32)>) -> io
                 format!("{} is neither a file nor a directory", entry.path().display()),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Writes `contents` to a file only its owner can read (mode 0600), and
+/// `chown`s it to `owner` if given.
+pub(crate) fn write_private_file(path: &Path, contents: &str, owner: Option<(u32, u32)>) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())?;
+    if let Some((uid, gid)) = owner {
+        chown(path, Some(uid), Some(gid))?;
     }
     Ok(())
 }

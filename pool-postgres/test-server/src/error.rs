@@ -8,7 +8,8 @@ use std::process::Command;
 /// How many lines of a command's output or of the server log an error keeps.
 pub(crate) const TAIL_LINES: usize = 30;
 
-/// The step of a test server's life in which a [`TestServerError`] happened.
+/// The step of a test server's (or test PgBouncer's) life in which a
+/// [`TestServerError`] happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Phase {
@@ -29,6 +30,14 @@ pub enum Phase {
     WaitReady,
     /// Shutting the server down.
     Stop,
+    /// Looking for the `pgbouncer` binary and asking its version.
+    FindPgBouncer,
+    /// Writing a PgBouncer's configuration and spawning `pgbouncer`.
+    StartPgBouncer,
+    /// Waiting until the freshly spawned PgBouncer accepts connections.
+    WaitPgBouncerReady,
+    /// Shutting a PgBouncer down.
+    StopPgBouncer,
 }
 
 impl Phase {
@@ -42,6 +51,10 @@ impl Phase {
             Self::Start => "starting the server",
             Self::WaitReady => "waiting for the server to accept connections",
             Self::Stop => "stopping the server",
+            Self::FindPgBouncer => "finding pgbouncer",
+            Self::StartPgBouncer => "starting pgbouncer",
+            Self::WaitPgBouncerReady => "waiting for pgbouncer to accept connections",
+            Self::StopPgBouncer => "stopping pgbouncer",
         }
     }
 }
@@ -52,7 +65,8 @@ impl fmt::Display for Phase {
     }
 }
 
-/// Why a [`TestServer`](crate::TestServer) could not be started, stopped or
+/// Why a [`TestServer`](crate::TestServer) or a
+/// [`TestPgBouncer`](crate::TestPgBouncer) could not be started, stopped or
 /// restarted.
 ///
 /// Its `Display` (and, so that `unwrap()` in a test prints something

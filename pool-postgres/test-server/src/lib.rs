@@ -4,11 +4,14 @@
 compile_error!("pool-postgres-test-server works on Unix-like systems only");
 
 mod account;
+mod address;
 mod binaries;
 mod dirs;
 mod error;
+mod pgbouncer;
 mod ports;
 mod process;
+mod supervised;
 mod template;
 mod watchdog;
 
@@ -16,20 +19,21 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use error::{Phase, TestServerError};
+pub use pgbouncer::{PoolMode, TestPgBouncer, TestPgBouncerBuilder};
 
 use account::Identity;
+use address::{HOST, Login};
 use binaries::Binaries;
-use process::{Launch, NotReady, Shutdown};
+use ports::LaunchFailure;
+use process::{Launch, NotReady};
+use supervised::{StopReport, Supervised};
 use template::{Auth, SUPERUSER};
 use watchdog::Watchdog;
-
-/// The address every test server listens on.
-const HOST: &str = "127.0.0.1";
 
 /// The default for [`TestServerBuilder::start_timeout`].
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -165,24 +169,18 @@ impl TestServerBuilder {
             state: Mutex::new(State::default()),
         };
         server.prepare()?;
-        let mut attempt = 1;
-        loop {
-            server.port = ports::reserve()
-                .map_err(|e| TestServerError::io(Phase::Start, "could not find a free TCP port", e))?;
+        ports::launch_on_free_port(PORT_ATTEMPTS, Phase::Start, |port| {
+            server.port = port;
             let launched = {
                 let mut state = server.lock();
                 server_launch(&server.launch_parts(), &mut state)
             };
-            match launched {
-                Ok(()) => return Ok(server),
-                Err(failure) if failure.port_taken && attempt < PORT_ATTEMPTS => {
-                    ports::release(server.port);
-                    server.port = 0;
-                    attempt += 1;
-                }
-                Err(failure) => return Err(failure.error),
+            if launched.as_ref().is_err_and(|failure| failure.port_taken) {
+                server.port = 0;
             }
-        }
+            launched
+        })?;
+        Ok(server)
     }
 
     fn validate(&self) -> Result<(), TestServerError> {
@@ -238,9 +236,9 @@ pub struct TestServer {
 /// What changes while the server lives.
 #[derive(Default)]
 struct State {
-    /// The postmaster, while it runs (or until we notice it has exited).
-    child: Option<Child>,
-    watchdog: Option<Watchdog>,
+    /// The postmaster, while it runs (or until we notice it has exited),
+    /// and its watchdog.
+    process: Supervised,
     /// The log file, opened once, appended to by every start.
     log: Option<File>,
 }
@@ -256,11 +254,6 @@ struct LaunchParts<'a> {
     port: u16,
     settings: &'a [(String, String)],
     start_timeout: Duration,
-}
-
-struct LaunchFailure {
-    error: TestServerError,
-    port_taken: bool,
 }
 
 impl TestServer {
@@ -315,12 +308,7 @@ impl TestServer {
 
     /// Like [`url`](Self::url), for database `dbname` (which must exist).
     pub fn url_for(&self, dbname: &str) -> String {
-        let mut url = format!("postgres://{}", percent_encode(&self.user));
-        if let Some(password) = &self.password {
-            let _ = write!(url, ":{}", percent_encode(password));
-        }
-        let _ = write!(url, "@{HOST}:{}/{}", self.port, percent_encode(dbname));
-        url
+        self.login().url(dbname)
     }
 
     /// A key=value connection string as `tokio_postgres::Config` and libpq
@@ -333,16 +321,7 @@ impl TestServer {
     /// Like [`connection_string`](Self::connection_string), for database
     /// `dbname`.
     pub fn connection_string_for(&self, dbname: &str) -> String {
-        let mut out = format!(
-            "host={HOST} port={} user={} dbname={}",
-            self.port,
-            conninfo_value(&self.user),
-            conninfo_value(dbname)
-        );
-        if let Some(password) = &self.password {
-            let _ = write!(out, " password={}", conninfo_value(password));
-        }
-        out
+        self.login().connection_string(dbname)
     }
 
     /// The directory of the server's Unix socket (`.s.PGSQL.PORT`), or
@@ -402,15 +381,12 @@ impl TestServer {
 
     /// Whether the server process is running.
     pub fn is_running(&self) -> bool {
-        let mut state = self.lock();
-        state.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.pid().is_some()
     }
 
     /// The postmaster's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        let mut state = self.lock();
-        let child = state.child.as_mut()?;
-        matches!(child.try_wait(), Ok(None)).then(|| child.id())
+        self.lock().process.running_pid()
     }
 
     /// Stops the server with a fast shutdown (`SIGINT`: open connections are
@@ -451,15 +427,10 @@ impl TestServer {
     /// log, e.g. when another process has taken the port meanwhile.
     pub fn start_again(&self) -> Result<(), TestServerError> {
         let mut state = self.lock();
-        if let Some(child) = &mut state.child {
-            if matches!(child.try_wait(), Ok(None)) {
-                return Ok(());
-            }
-            state.child = None;
-            if let Some(watchdog) = &mut state.watchdog {
-                watchdog.unwatch();
-            }
+        if state.process.running_pid().is_some() {
+            return Ok(());
         }
+        state.process.forget_exited();
         server_launch(&self.launch_parts(), &mut state).map_err(|failure| failure.error)
     }
 
@@ -471,6 +442,10 @@ impl TestServer {
     pub fn restart(&self) -> Result<(), TestServerError> {
         self.stop()?;
         self.start_again()
+    }
+
+    fn login(&self) -> Login<'_> {
+        Login { port: self.port, user: &self.user, password: self.password.as_deref() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -503,10 +478,10 @@ impl TestServer {
             })?;
         }
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let watchdog = Watchdog::spawn(&self.root, &self.data_dir).map_err(|e| {
+        let watchdog = Watchdog::spawn(&self.root, &self.data_dir, "QUIT").map_err(|e| {
             TestServerError::io(Phase::PrepareDirectory, "could not start the watchdog (/bin/sh)", e)
         })?;
-        state.watchdog = Some(watchdog);
+        state.process.watchdog = Some(watchdog);
         dirs::copy_tree(&self.template, &self.data_dir, self.identity.owner()).map_err(|e| {
             TestServerError::io(
                 Phase::CopyTemplate,
@@ -525,38 +500,16 @@ impl TestServer {
         Ok(())
     }
 
-    fn shut_down(&self, signal: &str, grace: Duration) -> Result<(), TestServerError> {
-        let mut state = self.lock();
-        let Some(mut child) = state.child.take() else {
-            return Ok(());
+    fn shut_down(&self, signal: &'static str, grace: Duration) -> Result<(), TestServerError> {
+        let report = StopReport {
+            phase: Phase::Stop,
+            who: "the server",
+            first_signal: signal,
+            grace,
+            log_label: "server log",
+            log_path: &self.log_path,
         };
-        match process::shut_down(&mut child, signal, grace) {
-            Ok(outcome) => {
-                if let Some(watchdog) = &mut state.watchdog {
-                    watchdog.unwatch();
-                }
-                drop(state);
-                match outcome {
-                    Shutdown::Clean => Ok(()),
-                    Shutdown::Escalated(how) => Err(TestServerError::new(
-                        Phase::Stop,
-                        format!(
-                            "the server did not exit within {grace:?} after SIG{signal}; \
-                             it was stopped with {how}"
-                        ),
-                    )
-                    .with_output(
-                        format!("server log {}", self.log_path.display()),
-                        &self.log_tail(error::TAIL_LINES),
-                    )),
-                }
-            }
-            Err(e) => {
-                let pid = child.id();
-                state.child = Some(child);
-                Err(TestServerError::io(Phase::Stop, format!("could not signal the server (pid {pid})"), e))
-            }
-        }
+        self.lock().process.stop(|child| process::shut_down(child, signal, grace), &report)
     }
 }
 
@@ -580,17 +533,17 @@ fn server_launch(parts: &LaunchParts<'_>, state: &mut State) -> Result<(), Launc
     let (mut child, command) = launch.spawn().map_err(|e| {
         fail(TestServerError::io(Phase::Start, "could not spawn postgres", e).with_command(&launch.command()))
     })?;
-    if let Some(watchdog) = &mut state.watchdog {
+    if let Some(watchdog) = &mut state.process.watchdog {
         watchdog.watch(child.id());
     }
     let outcome = process::wait_ready(&mut child, parts.data_dir, parts.start_timeout);
     if outcome.is_ok() {
-        state.child = Some(child);
+        state.process.child = Some(child);
         return Ok(());
     }
     // Failed: make sure it is gone, then explain.
     let _ = process::shut_down(&mut child, "QUIT", KILL_GRACE);
-    if let Some(watchdog) = &mut state.watchdog {
+    if let Some(watchdog) = &mut state.process.watchdog {
         watchdog.unwatch();
     }
     let new_log = dirs::read_from(parts.log_path, log_offset).unwrap_or_default();
@@ -639,22 +592,8 @@ fn server_launch(parts: &LaunchParts<'_>, state: &mut State) -> Result<(), Launc
 impl Drop for TestServer {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        let stopped = match state.child.take() {
-            None => true,
-            Some(mut child) => process::shut_down(&mut child, "INT", DROP_GRACE).is_ok(),
-        };
         state.log = None;
-        let removed = stopped && dirs::remove_tree(&self.root).is_ok();
-        if let Some(mut watchdog) = state.watchdog.take() {
-            if stopped {
-                watchdog.unwatch();
-            }
-            if removed {
-                watchdog.disarm();
-            }
-            // Otherwise dropping it closes the pipe: the watchdog stops
-            // whatever still runs and removes the directory.
-        }
+        state.process.tear_down(|child| process::shut_down(child, "INT", DROP_GRACE), &self.root);
         ports::release(self.port);
     }
 }
@@ -672,37 +611,9 @@ impl fmt::Debug for TestServer {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
-}
-
-/// Quotes a connection string value if it needs it.
-fn conninfo_value(value: &str) -> String {
-    let plain = !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\');
-    if plain { value.to_owned() } else { format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'")) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encodes_urls_and_conninfo_values() {
-        assert_eq!(percent_encode("p@ss:w/rd ü"), "p%40ss%3Aw%2Frd%20%C3%BC");
-        assert_eq!(percent_encode("plain-1.2_~"), "plain-1.2_~");
-        assert_eq!(conninfo_value("plain"), "plain");
-        assert_eq!(conninfo_value("it's a \\"), r"'it\'s a \\'");
-        assert_eq!(conninfo_value(""), "''");
-    }
 
     #[test]
     fn builder_debug_hides_the_password() {

@@ -1,15 +1,18 @@
 //! Picking free TCP ports on 127.0.0.1.
 //!
 //! The kernel hands out a free port for a listener bound to port 0; the
-//! listener is closed again before `postgres` binds the port, so another
-//! process may grab it in between (the caller then retries with a new
-//! port). Ports of this process's live servers are remembered so two
-//! servers never get the same one.
+//! listener is closed again before `postgres` or `pgbouncer` binds the
+//! port, so another process may grab it in between (then
+//! [`launch_on_free_port`] retries with a new port). Ports of this
+//! process's live servers and PgBouncers are remembered so two of them
+//! never get the same one.
 
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Mutex, PoisonError};
+
+use crate::error::{Phase, TestServerError};
 
 static IN_USE: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
@@ -31,5 +34,41 @@ pub(crate) fn reserve() -> io::Result<u16> {
 pub(crate) fn release(port: u16) {
     if port != 0 {
         IN_USE.lock().unwrap_or_else(PoisonError::into_inner).remove(&port);
+    }
+}
+
+/// Why a launch on a port failed, and whether the port was the reason.
+pub(crate) struct LaunchFailure {
+    pub(crate) error: TestServerError,
+    /// Another process had bound the port first.
+    pub(crate) port_taken: bool,
+}
+
+/// Calls `launch` with a newly reserved port until it succeeds, fails for
+/// another reason than a taken port, or `attempts` ports were taken.
+///
+/// `launch` records the port in its owner, whose drop releases it. A
+/// taken port is released here, so on such a failure `launch` must reset
+/// its owner's port to 0 (else the owner's drop could release the same
+/// number after another server of this process has reserved it).
+pub(crate) fn launch_on_free_port(
+    attempts: u32,
+    phase: Phase,
+    mut launch: impl FnMut(u16) -> Result<(), LaunchFailure>,
+) -> Result<(), TestServerError> {
+    let mut attempt = 1;
+    loop {
+        let port = reserve().map_err(|e| TestServerError::io(phase, "could not find a free TCP port", e))?;
+        match launch(port) {
+            Ok(()) => return Ok(()),
+            Err(failure) if failure.port_taken => {
+                release(port);
+                if attempt >= attempts {
+                    return Err(failure.error);
+                }
+                attempt += 1;
+            }
+            Err(failure) => return Err(failure.error),
+        }
     }
 }

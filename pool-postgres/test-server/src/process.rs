@@ -82,6 +82,17 @@ pub(crate) enum NotReady {
 /// Polls until the postmaster reports "ready" in `postmaster.pid` (as
 /// `pg_ctl` does), it exits, or `timeout` passes.
 pub(crate) fn wait_ready(child: &mut Child, data_dir: &Path, timeout: Duration) -> Result<(), NotReady> {
+    let pid = child.id();
+    wait_until_ready(child, timeout, || is_ready(data_dir, pid))
+}
+
+/// Polls `ready` until it returns true, the child exits, or `timeout`
+/// passes; the pauses between polls grow from 1 ms to 20 ms.
+pub(crate) fn wait_until_ready(
+    child: &mut Child,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), NotReady> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -90,7 +101,7 @@ pub(crate) fn wait_ready(child: &mut Child, data_dir: &Path, timeout: Duration) 
             Ok(None) => {}
             Err(e) => return Err(NotReady::Io(e)),
         }
-        if is_ready(data_dir, child.id()) {
+        if ready() {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -148,34 +159,44 @@ pub(crate) fn wait_exit(child: &mut Child, timeout: Duration) -> io::Result<Opti
     }
 }
 
-/// How [`shut_down`] ended.
+/// How a shutdown ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Shutdown {
     /// It exited after the first signal.
     Clean,
-    /// It needed `SIGQUIT` (immediate shutdown) or `SIGKILL`.
+    /// It needed a later signal: its name without `SIG` (`QUIT`, `KILL`).
     Escalated(&'static str),
 }
 
-/// Sends `first` (`INT` = fast shutdown, `QUIT` = immediate shutdown) and
-/// waits `grace`; then `QUIT` and 5 s; then `SIGKILL`, waiting until the
-/// process is gone. Returns an error only if even that fails.
-pub(crate) fn shut_down(child: &mut Child, first: &str, grace: Duration) -> io::Result<Shutdown> {
+/// How long a postmaster gets to exit after an immediate shutdown.
+const IMMEDIATE_GRACE: Duration = Duration::from_secs(5);
+
+/// Stops a postmaster: sends `first` (`INT` = fast shutdown, `QUIT` =
+/// immediate shutdown) and waits `grace`; then `QUIT` and 5 s; then
+/// `SIGKILL`. See [`shut_down_with`].
+pub(crate) fn shut_down(child: &mut Child, first: &'static str, grace: Duration) -> io::Result<Shutdown> {
+    if first == "QUIT" {
+        shut_down_with(child, &[("QUIT", grace)])
+    } else {
+        shut_down_with(child, &[(first, grace), ("QUIT", IMMEDIATE_GRACE)])
+    }
+}
+
+/// Sends each signal of `steps` in turn and waits its time for the process
+/// to exit; if it is still there after the last, `SIGKILL`s it and waits
+/// until it is gone. Returns an error only if even that fails.
+pub(crate) fn shut_down_with(child: &mut Child, steps: &[(&'static str, Duration)]) -> io::Result<Shutdown> {
     if child.try_wait()?.is_some() {
         return Ok(Shutdown::Clean);
     }
     let pid = child.id();
-    signal(pid, first)?;
-    if wait_exit(child, grace)?.is_some() {
-        return Ok(Shutdown::Clean);
-    }
-    if first != "QUIT" {
-        signal(pid, "QUIT")?;
-        if wait_exit(child, Duration::from_secs(5))?.is_some() {
-            return Ok(Shutdown::Escalated("SIGQUIT"));
+    for (index, &(name, grace)) in steps.iter().enumerate() {
+        signal(pid, name)?;
+        if wait_exit(child, grace)?.is_some() {
+            return Ok(if index == 0 { Shutdown::Clean } else { Shutdown::Escalated(name) });
         }
     }
     child.kill()?;
     child.wait()?;
-    Ok(Shutdown::Escalated("SIGKILL"))
+    Ok(if steps.is_empty() { Shutdown::Clean } else { Shutdown::Escalated("KILL") })
 }

@@ -1,23 +1,27 @@
-//! The orphan safety net: a tiny `sh` process per server that cleans up
-//! when the owning process dies without dropping the [`TestServer`].
+//! The orphan safety net: a tiny `sh` process per server or PgBouncer that
+//! cleans up when the owning process dies without dropping the
+//! [`TestServer`] or [`TestPgBouncer`].
 //!
 //! The watchdog reads commands from a pipe whose only writer is this
 //! process. The kernel closes that pipe when this process ends, *however* it
 //! ends (panic with `panic = "abort"`, `std::process::exit`, a server kept in
 //! a `static`, `SIGKILL` from a test runner's timeout). `read` then sees end
-//! of file, and the watchdog stops the postmaster it was told about with an
-//! immediate shutdown (`SIGQUIT`, then `SIGKILL` after 5 s) and removes the
-//! server's temporary directory.
+//! of file, and the watchdog stops the process it was told about with the
+//! signal it was given (`SIGQUIT`, an immediate shutdown, for a postmaster;
+//! `SIGTERM` for a PgBouncer), then `SIGKILL` after 5 s, and removes the
+//! temporary directory.
 //!
-//! Messages: `pid N` (a postmaster now runs as N), `nopid` (it has exited
+//! Messages: `pid N` (the process now runs as N), `nopid` (it has exited
 //! and been reaped by us) and `disarm` (we cleaned up ourselves; exit quietly).
 //! Before signalling, the watchdog checks on Linux that the process's working
-//! directory is still the data directory (the postmaster `chdir`s there), so
-//! a recycled pid is never hit. It sits in its own process group, so a
+//! directory is still the one it was given (the postmaster `chdir`s to its
+//! data directory, a PgBouncer is started in its own directory), so a
+//! recycled pid is never hit. It sits in its own process group, so a
 //! Ctrl-C or a runner killing the test's process group does not take the
 //! watchdog down with it.
 //!
 //! [`TestServer`]: crate::TestServer
+//! [`TestPgBouncer`]: crate::TestPgBouncer
 
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
@@ -27,7 +31,8 @@ use std::time::{Duration, Instant};
 
 const SCRIPT: &str = r#"
 root=$POOL_POSTGRES_WATCHDOG_ROOT
-data=$POOL_POSTGRES_WATCHDOG_DATA
+cwd_of_pid=$POOL_POSTGRES_WATCHDOG_CWD
+stop_signal=$POOL_POSTGRES_WATCHDOG_SIGNAL
 pid=
 while IFS= read -r line; do
   case $line in
@@ -41,10 +46,10 @@ if [ -n "$pid" ]; then
   ours=yes
   if [ -d /proc/self ]; then
     cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=
-    [ "$cwd" = "$data" ] || ours=no
+    [ "$cwd" = "$cwd_of_pid" ] || ours=no
   fi
   if [ "$ours" = yes ]; then
-    kill -s QUIT "$pid" 2>/dev/null
+    kill -s "$stop_signal" "$pid" 2>/dev/null
     n=0
     while kill -s 0 "$pid" 2>/dev/null && [ "$n" -lt 100 ]; do
       sleep 0.05
@@ -64,9 +69,10 @@ pub(crate) struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts a watchdog for the server in `root`, data directory `data`
-    /// (both canonical paths).
-    pub(crate) fn spawn(root: &Path, data: &Path) -> io::Result<Self> {
+    /// Starts a watchdog for the directory `root` and a process whose
+    /// working directory is `cwd` (both canonical paths), which it stops
+    /// with `stop_signal` (a name such as `QUIT`).
+    pub(crate) fn spawn(root: &Path, cwd: &Path, stop_signal: &str) -> io::Result<Self> {
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(SCRIPT)
@@ -74,7 +80,8 @@ impl Watchdog {
             // In the environment rather than in argv, so `pgrep -f DATA_DIR`
             // finds only the server's processes.
             .env("POOL_POSTGRES_WATCHDOG_ROOT", root)
-            .env("POOL_POSTGRES_WATCHDOG_DATA", data)
+            .env("POOL_POSTGRES_WATCHDOG_CWD", cwd)
+            .env("POOL_POSTGRES_WATCHDOG_SIGNAL", stop_signal)
             .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -85,12 +92,12 @@ impl Watchdog {
         Ok(Self { child, pipe })
     }
 
-    /// Tells the watchdog the postmaster's pid.
+    /// Tells the watchdog the pid of the process to stop.
     pub(crate) fn watch(&mut self, pid: u32) {
         self.send(&format!("pid {pid}\n"));
     }
 
-    /// Tells the watchdog the postmaster has exited.
+    /// Tells the watchdog the process has exited.
     pub(crate) fn unwatch(&mut self) {
         self.send("nopid\n");
     }

@@ -1,18 +1,18 @@
 //! Tests of the throwaway server helper.
 
-use std::fs;
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pool_postgres_test_server::{Phase, TestServer};
-
-/// Set in the environment of a re-executed copy of this test binary.
-const CHILD_MODE: &str = "POOL_POSTGRES_TEST_SERVER_CHILD";
+use support::{
+    CHILD_MODE, DIR_MARKER, accepts_tcp, assert_a_killed_child_leaves_nothing,
+    assert_an_exited_child_leaves_nothing, assert_gone, processes_of,
+};
 
 fn run_psql(command: &mut Command, sql: &str) -> Output {
     command
@@ -32,62 +32,6 @@ fn psql(server: &TestServer, sql: &str) -> String {
         server.log_tail(20)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn accepts_tcp(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-}
-
-/// Processes that belong to the server in `data_dir`: their working
-/// directory is in it (every server process `chdir`s there) or their command
-/// line mentions it. Zombies have neither.
-fn server_processes(data_dir: &Path) -> Vec<u32> {
-    let needle = data_dir.to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == std::process::id() {
-            continue;
-        }
-        let cwd = fs::read_link(entry.path().join("cwd"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let cmdline = fs::read(entry.path().join("cmdline"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .unwrap_or_default();
-        if cwd.starts_with(&needle) || cmdline.contains(&needle) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// Polls `condition` until it holds or `timeout` passes.
-fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn assert_gone(data_dir: &Path, timeout: Duration) {
-    let gone = wait_until(timeout, || server_processes(data_dir).is_empty() && !data_dir.exists());
-    assert!(
-        gone,
-        "left behind for {}: processes {:?}, directory exists: {}",
-        data_dir.display(),
-        server_processes(data_dir),
-        data_dir.exists()
-    );
 }
 
 #[test]
@@ -174,7 +118,7 @@ fn kill_simulates_a_crash_and_recovers() {
     psql(&server, "CREATE TABLE survivor (x int); INSERT INTO survivor VALUES (7)");
     server.kill().unwrap();
     assert!(!server.is_running());
-    assert!(server_processes(server.data_dir()).is_empty());
+    assert!(processes_of(server.data_dir()).is_empty());
     server.start_again().unwrap();
     assert_eq!(psql(&server, "SELECT x FROM survivor"), "7");
     let log = server.log_tail(100);
@@ -186,7 +130,7 @@ fn drop_leaves_no_process_and_no_directory() {
     let server = TestServer::start().unwrap();
     let data_dir = server.data_dir().to_owned();
     let pid = server.pid().unwrap();
-    let running = server_processes(&data_dir);
+    let running = processes_of(&data_dir);
     assert!(running.contains(&pid), "{running:?} should contain {pid}");
     assert!(running.len() > 1, "postmaster and its children: {running:?}");
     drop(server);
@@ -289,11 +233,11 @@ fn child_process_helper() {
             // Statics are never dropped: only the watchdog can clean up.
             static SERVER: OnceLock<TestServer> = OnceLock::new();
             let server = SERVER.get_or_init(|| TestServer::start().unwrap());
-            println!("DATA_DIR={}", server.data_dir().display());
+            println!("{DIR_MARKER}{}", server.data_dir().display());
         }
         "killed" => {
             let server = TestServer::start().unwrap();
-            println!("DATA_DIR={}", server.data_dir().display());
+            println!("{DIR_MARKER}{}", server.data_dir().display());
             // Wait to be killed (bounded, in case the parent is gone).
             thread::sleep(Duration::from_secs(120));
         }
@@ -301,42 +245,12 @@ fn child_process_helper() {
     }
 }
 
-/// Re-runs this test binary's `child_process_helper` in `mode` and returns
-/// the child and its server's data directory.
-fn spawn_child(mode: &str) -> (std::process::Child, PathBuf) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process_helper", "--nocapture", "--test-threads=1"])
-        .env(CHILD_MODE, mode)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let data_dir = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            // The harness prints "test child_process_helper ... " first.
-            line.split_once("DATA_DIR=").map(|(_, dir)| PathBuf::from(dir))
-        })
-        .expect("the child printed its server's data directory");
-    // Keep reading, so the child's harness does not fail on a closed pipe.
-    thread::spawn(move || lines.for_each(drop));
-    (child, data_dir)
-}
-
 #[test]
 fn watchdog_cleans_up_after_a_killed_process() {
-    let (mut child, data_dir) = spawn_child("killed");
-    assert!(!server_processes(&data_dir).is_empty());
-    child.kill().unwrap(); // SIGKILL: no destructor runs
-    child.wait().unwrap();
-    assert_gone(&data_dir, Duration::from_secs(20));
+    assert_a_killed_child_leaves_nothing("killed");
 }
 
 #[test]
 fn watchdog_cleans_up_a_static_server() {
-    let (mut child, data_dir) = spawn_child("static");
-    assert!(child.wait().unwrap().success());
-    assert_gone(&data_dir, Duration::from_secs(20));
+    assert_an_exited_child_leaves_nothing("static");
 }
