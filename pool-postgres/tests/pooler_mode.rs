@@ -160,5 +160,8 @@ async fn behind_a_pooler_that_keeps_prepared_statements_the_cache_stays_on() {
     assert_eq!(client.statement_cache_stats().hits, 2);
     client.prepare("SELECT 2").await.expect("named statements are allowed here");
     let error = client.batch_execute("LISTEN jobs").await.unwrap_err();
-    assert!(matches!(error.kind(), ErrorKind::SessionState { .. }), "session state is still guarded: {error}");
+    assert!(
+        matches!(error.kind(), ErrorKind::SessionState { .. }),
+        "session state is still guarded: {error}"
+    );
 }

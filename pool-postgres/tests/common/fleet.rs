@@ -31,7 +31,9 @@ pub struct Orders {
 /// (then there is nothing to do).
 pub fn orders() -> Option<Orders> {
     let url = std::env::var(URL).ok()?;
-    let number = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is unset")).parse::<f64>().unwrap();
+    let number = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is unset")).parse::<f64>().unwrap()
+    };
     Some(Orders {
         url,
         instance: number(INSTANCE) as i32,
@@ -47,7 +49,12 @@ pub fn report(orders: &Orders, outcome: &Outcome) {
     for id in &outcome.acknowledged {
         writeln!(ids, "{id}").unwrap();
     }
-    println!("FLEET-OUTCOME ok={} committed={} errors={}", outcome.ok, outcome.committed, outcome.errors.len());
+    println!(
+        "FLEET-OUTCOME ok={} committed={} errors={}",
+        outcome.ok,
+        outcome.committed,
+        outcome.errors.len()
+    );
     for error in outcome.errors.iter().take(20) {
         println!("FLEET-ERROR {error}");
     }
@@ -93,9 +100,10 @@ impl Child {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "instance {} failed: {}\n{stdout}", self.instance, output.status);
         let mut outcome = Outcome::default();
-        let summary = stdout.lines().find_map(|l| l.strip_prefix("FLEET-OUTCOME ")).unwrap_or_else(|| {
-            panic!("instance {} reported nothing; its output:\n{stdout}", self.instance)
-        });
+        let summary = stdout
+            .lines()
+            .find_map(|l| l.split_once("FLEET-OUTCOME ").map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("instance {} reported nothing; its output:\n{stdout}", self.instance));
         let mut errors = 0;
         for field in summary.split(' ') {
             match field.split_once('=') {
@@ -105,7 +113,10 @@ impl Child {
                 _ => {}
             }
         }
-        outcome.errors = stdout.lines().filter_map(|l| l.strip_prefix("FLEET-ERROR ")).map(str::to_owned).collect();
+        outcome.errors = stdout
+            .lines()
+            .filter_map(|l| l.split_once("FLEET-ERROR ").map(|(_, rest)| rest.to_owned()))
+            .collect();
         if errors > outcome.errors.len() {
             outcome.errors.push(format!("... {} errors in all", errors));
         }

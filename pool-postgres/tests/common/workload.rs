@@ -122,8 +122,10 @@ async fn insert(pool: &PgPool, id: i64, instance: i32) -> Step {
 async fn transaction(pool: &PgPool, id: i64, instance: i32) -> Step {
     let mut client = pool.get().await.map_err(|e| text(&e))?;
     let tx = client.transaction().await.map_err(|e| text(&e))?;
-    let inserted =
-        tx.execute("INSERT INTO writes VALUES ($1, $2, true)", &[&id, &instance]).await.map_err(|e| text(&e))?;
+    let inserted = tx
+        .execute("INSERT INTO writes VALUES ($1, $2, true)", &[&id, &instance])
+        .await
+        .map_err(|e| text(&e))?;
     let bumped = tx
         .execute("UPDATE counters SET n = n + 1 WHERE instance = $1", &[&instance])
         .await
@@ -142,16 +144,18 @@ async fn transaction(pool: &PgPool, id: i64, instance: i32) -> Step {
 pub async fn check(client: &pool_postgres::Client, outcomes: &[(i32, Outcome)]) {
     let mut expected: Vec<i64> = outcomes.iter().flat_map(|(_, o)| o.acknowledged.iter().copied()).collect();
     expected.sort_unstable();
-    let written: Vec<i64> =
-        client.query("SELECT id FROM writes ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let written: Vec<i64> = client
+        .query("SELECT id FROM writes ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(written.len(), expected.len(), "acknowledged writes vs rows in the table");
     assert!(written == expected, "the table holds exactly the acknowledged writes");
     for (instance, outcome) in outcomes {
-        let n: i64 = client
-            .query_one("SELECT n FROM counters WHERE instance = $1", &[instance])
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 =
+            client.query_one("SELECT n FROM counters WHERE instance = $1", &[instance]).await.unwrap().get(0);
         assert_eq!(n, outcome.committed, "instance {instance}: counter vs committed transactions");
     }
 }
