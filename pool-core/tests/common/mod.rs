@@ -328,7 +328,12 @@ pub(crate) fn check_consistent(s: &Status, max_bound: usize) -> Result<(), Strin
         (s.size + s.creating <= max_bound, "size + creating <= the largest max_size"),
         (s.size + s.creating <= s.max_size || s.idle == 0, "nothing idle above max_size after a shrink"),
         (s.waiting == 0 || s.idle == 0, "nobody waits while something is idle"),
-        (s.waiting == 0 || s.size + s.creating >= s.max_size, "nobody waits while a slot is free"),
+        // A slot may be free while creates are at `max_concurrent_creates`
+        // (at least 1, so then `creating > 0`) or the pool cools down.
+        (
+            s.waiting == 0 || s.size + s.creating >= s.max_size || s.creating > 0 || s.cooling_down,
+            "nobody waits while a slot is free and a create may start",
+        ),
         (!s.closed || (s.idle == 0 && s.waiting == 0), "a closed pool keeps nothing idle or queued"),
     ];
     match rules.iter().find(|(holds, _)| !holds) {
