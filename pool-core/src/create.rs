@@ -138,6 +138,7 @@ impl<M: Manager> Shared<M> {
                 slot.fill();
                 let booked = book(entry);
                 self.emit(EventKind::Created { took });
+                self.refill_if_short();
                 return Ok(booked);
             }
             Ran::NoRuntime => return Err(NotCreated::NoRuntime),
@@ -158,6 +159,7 @@ impl<M: Manager> Shared<M> {
         // so whoever gets the slot next and creates cannot have its outcome
         // overwritten by this one, nor create while the backend is full.
         drop(slot);
+        self.refill_if_short();
         let Some(error) = error else {
             tracing::warn!(%pool, ?took, "opening {what} timed out");
             self.emit(EventKind::CreateFailed { took, error: &"timed out" });

@@ -141,6 +141,14 @@ impl<M: Manager> Shared<M> {
         self.upkeep.wake();
     }
 
+    /// A create's turn was given back (engine invariant 6): if the upkeep
+    /// task skipped a `min_idle` refill for want of one, it refills now.
+    pub(crate) fn refill_if_short(&self) {
+        if self.has_upkeep && self.core.needs_refill() {
+            self.upkeep.wake();
+        }
+    }
+
     /// Wakes `close_and_wait` callers once a closed pool holds nothing.
     pub(crate) fn notify_if_drained(&self) {
         if self.core.is_closed() && self.core.outstanding() == 0 {
