@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FULL, Fake, Invariants, Outcome, Recorder, Seen, counts, settle};
+use common::{FULL, Fake, Invariants, Outcome, Recorder, Seen, counts, settle, spawn_get};
 use pool_core::{Error, Pool, PoolBuilder, TimeoutPhase};
 use tokio::time::Instant;
 
@@ -49,10 +49,7 @@ async fn a_waiter_is_served_by_a_returned_connection_during_a_cool_down_without_
     let pool = builder(&fake, 3).observer(recorder.clone()).observer(invariants.clone()).build().unwrap();
     let held = pool.get().await.unwrap();
     fake.script_create([Outcome::Full]);
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id) }
-    });
+    let waiter = spawn_get(&pool);
     settle().await;
     let status = pool.status();
     assert!(status.cooling_down, "{status:?}");
@@ -148,10 +145,7 @@ async fn close_during_a_cool_down_ends_promptly() {
     let pool = builder(&fake, 3).build().unwrap();
     let held = pool.get().await.unwrap();
     fake.create_always(Outcome::Full);
-    let waiter = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(drop) }
-    });
+    let waiter = spawn_get(&pool);
     settle().await;
     assert!(pool.status().cooling_down);
     let start = Instant::now();

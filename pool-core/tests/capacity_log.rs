@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FULL, Fake, Logs, Outcome, Recorder, Seen};
+use common::{FULL, Fake, Logs, Outcome, Recorder, Seen, spawn_get};
 use pool_core::Pool;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -30,12 +30,7 @@ async fn one_warning_and_one_event_per_cool_down_not_per_refused_create() {
         .unwrap();
     // Two creates run together and are both refused.
     fake.script_create([Outcome::FullAfter(SECOND / 10), Outcome::FullAfter(SECOND / 10)]);
-    let gets: Vec<_> = (0..2)
-        .map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.get().await.map(drop) })
-        })
-        .collect();
+    let gets: Vec<_> = (0..2).map(|_| spawn_get(&pool)).collect();
     for get in gets {
         get.await.unwrap().unwrap();
     }

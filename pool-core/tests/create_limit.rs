@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fake, Invariants, Outcome, counts, settle};
+use common::{Fake, Invariants, Outcome, counts, settle, spawn_get};
 use pool_core::{DEFAULT_MAX_CONCURRENT_CREATES, Error, Pool, PoolBuilder, TimeoutPhase};
 
 const ACQUIRE: Duration = Duration::from_secs(5);
@@ -35,12 +35,7 @@ async fn creates_in_flight_never_exceed_max_concurrent_creates_for_gets_and_refi
     fake.create_always(Outcome::Gated);
     let invariants = Invariants::new(10);
     let pool = builder(&fake, 10, 2).min_idle(4).observer(invariants.clone()).build().unwrap();
-    let gets: Vec<_> = (0..8)
-        .map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.get().await.map(drop) })
-        })
-        .collect();
+    let gets: Vec<_> = (0..8).map(|_| spawn_get(&pool)).collect();
     settle().await;
     assert_eq!(fake.creates_in_flight(), 2);
     let status = pool.status();
@@ -69,14 +64,8 @@ async fn a_get_waiting_for_a_create_turn_takes_a_returned_connection() {
     let pool = builder(&fake, 3, 1).build().unwrap();
     let held = pool.get().await.unwrap();
     fake.script_create([Outcome::Gated]);
-    let creating = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id) }
-    });
-    let waiting = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id) }
-    });
+    let creating = spawn_get(&pool);
+    let waiting = spawn_get(&pool);
     settle().await;
     assert_eq!(counts(&pool), (1, 0, 1, 1, 1), "a slot is free, but the one create allowed runs");
     drop(held);
@@ -107,18 +96,12 @@ async fn a_failed_check_while_the_creates_are_at_the_limit_waits_for_a_turn() {
     let pool = builder(&fake, 3, 1).build().unwrap();
     let held = pool.get().await.unwrap();
     fake.script_create([Outcome::Gated]);
-    let first = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id) }
-    });
+    let first = spawn_get(&pool);
     settle().await;
     drop(held);
     // Connection 0 is idle; its check fails while the one create allowed runs.
     fake.script_recycle([Outcome::Fail("reset by peer")]);
-    let second = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.get().await.map(|conn| conn.id) }
-    });
+    let second = spawn_get(&pool);
     settle().await;
     assert_eq!(counts(&pool), (0, 0, 0, 1, 1), "the failed check gave its slot up and waits");
     fake.release_creates(1);

@@ -71,6 +71,23 @@ fn take(core: &Core<u32>, new_id: u32) -> Option<Entry<u32>> {
     }
 }
 
+/// A thread that takes a resource (creating it as `new_id` if it gets a
+/// slot) and returns it healthy; joins with what the return destroyed.
+fn spawn_take_and_return(core: &Arc<Core<u32>>, new_id: u32) -> thread::JoinHandle<Option<u32>> {
+    let core = Arc::clone(core);
+    thread::spawn(move || {
+        let entry = take(&core, new_id).expect("the pool is open");
+        assert!(core.status().creating <= 1, "invariant 6, with max_creates 1 or one slot free");
+        settle(core.put_back(entry, None))
+    })
+}
+
+/// Reserves a slot for a create the way `get` does when it need not wait.
+fn reserve_slot(core: &Core<u32>) {
+    let no_join: Option<Join<'_, fn() -> Option<Instant>>> = None;
+    assert!(matches!(core.checkout(no_join, None), Checkout::Slot));
+}
+
 /// Joins the queue of an exhausted pool without blocking, with `deadline`.
 fn join_queue(core: &Core<u32>, deadline: Option<Instant>) -> (usize, bool) {
     match core.checkout(Some(Join { waker: Waker::noop(), deadline: || deadline }), None) {
@@ -145,13 +162,7 @@ fn loom_freed_slot_reaches_a_waiter_or_stays_free() {
                 }
             })
         };
-        let waiter = {
-            let core = Arc::clone(&core);
-            thread::spawn(move || {
-                let entry = take(&core, 1).expect("open");
-                settle(core.put_back(entry, None))
-            })
-        };
+        let waiter = spawn_take_and_return(&core, 1);
         destroyer.join().unwrap();
         assert_eq!(waiter.join().unwrap(), None);
         assert_settled(&core, 1);
@@ -232,8 +243,7 @@ fn loom_timed_out_waiter_gets_a_timeout_or_the_resource_never_both() {
 fn loom_a_finished_create_hands_its_turn_to_a_waiter() {
     loom::model(|| {
         let core = Arc::new(Core::new(Sizes { max_size: 2, min_idle: 0 }, Reuse::Lifo, None, 1));
-        let no_join: Option<Join<'_, fn() -> Option<Instant>>> = None;
-        assert!(matches!(core.checkout(no_join, None), Checkout::Slot));
+        reserve_slot(&core);
         let creator = {
             let core = Arc::clone(&core);
             thread::spawn(move || {
@@ -247,14 +257,7 @@ fn loom_a_finished_create_hands_its_turn_to_a_waiter() {
         };
         // A free slot, but the one create allowed is under way: it waits
         // for that create's turn or its resource (and would hang without).
-        let waiter = {
-            let core = Arc::clone(&core);
-            thread::spawn(move || {
-                let entry = take(&core, 1).expect("open");
-                assert!(core.status().creating <= 1, "invariant 6");
-                settle(core.put_back(entry, None))
-            })
-        };
+        let waiter = spawn_take_and_return(&core, 1);
         assert_eq!(creator.join().unwrap(), None);
         assert_eq!(waiter.join().unwrap(), None);
         assert_settled(&core, 2);
@@ -268,21 +271,14 @@ fn loom_a_cool_down_serves_its_waiter_by_a_return_or_by_its_end() {
         let held = take(&core, 0).expect("open");
         // A create is refused for capacity: the pool cools down, then the
         // refused slot is given up without reaching anyone.
-        let no_join: Option<Join<'_, fn() -> Option<Instant>>> = None;
-        assert!(matches!(core.checkout(no_join, None), Checkout::Slot));
+        reserve_slot(&core);
         let now = Instant::now();
         let refused = core.refused(now, 0);
         assert_eq!(refused.held, 1);
         assert!(refused.cool_down.is_some(), "the first refusal enters a cool-down");
         assert!(core.refused(now, 0).cool_down.is_none(), "one cool-down at a time");
         assert!(core.abandon_slot().is_none(), "nobody waits");
-        let waiter = {
-            let core = Arc::clone(&core);
-            thread::spawn(move || {
-                let entry = take(&core, 1).expect("open");
-                settle(core.put_back(entry, None))
-            })
-        };
+        let waiter = spawn_take_and_return(&core, 1);
         let returner = {
             let core = Arc::clone(&core);
             thread::spawn(move || settle(core.put_back(held, None)))

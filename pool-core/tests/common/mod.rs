@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pool_core::{
-    DestroyReason, Event, EventKind, Manager, Observer, Pool, ResourceInfo, Status, TimeoutPhase,
+    DestroyReason, Error, Event, EventKind, Manager, Observer, Pool, ResourceInfo, Status, TimeoutPhase,
 };
 
 /// What one call to `create` or `recycle` does.
@@ -412,6 +412,13 @@ impl tracing::Subscriber for Logs {
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A task that gets a resource and gives it straight back: joins with the
+/// resource's id, or the error.
+pub(crate) fn spawn_get(pool: &Pool<Fake>) -> tokio::task::JoinHandle<Result<usize, Error<FakeError>>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.get().await.map(|conn| conn.id) })
 }
 
 /// `(size, idle, in_use, creating, waiting)`, for compact assertions.
