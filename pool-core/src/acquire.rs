@@ -8,6 +8,14 @@
 //! `cancel_guards.rs`, so a `get` future dropped at any await point gives it
 //! back.
 //!
+//! A caller that held a slot and lost the right to use it waits again, in
+//! the queue by its own deadline (`Core::rejoin`): when its idle resource
+//! failed its check while no create may start (`max_concurrent_creates`
+//! run, or the pool cools down), and when its create was refused because
+//! the backend is full. So a capacity refusal fails no caller by itself: a
+//! caller gets a returned resource, or a slot once the cool-down ends, or
+//! a timeout that names the refusal when its `acquire_timeout` passes.
+//!
 //! Waiting costs one lock to join the queue (registering the task's waker
 //! in the same critical section) and one to pick up the grant once woken.
 //! The deadline is watched by the pool's single queue timer (`expiry.rs`),
@@ -31,7 +39,7 @@ use crate::guard::Pooled;
 use crate::manager::{DestroyReason, Manager};
 use crate::observer::EventKind;
 use crate::recycle::{CheckFor, Recycled};
-use crate::shared::Shared;
+use crate::shared::{Shared, wake};
 use crate::status::Status;
 
 /// The caller's clock: when `get` started and when it must give up. Both
@@ -72,8 +80,9 @@ impl Clock {
 /// How checking an idle resource for a caller ended.
 enum Checked<T> {
     Ready(Entry<T>),
-    /// It failed and was destroyed; the caller keeps its slot to create one.
-    Replaced,
+    /// It failed and was destroyed; the caller keeps its slot to create
+    /// one, or (`false`: no create may start now) waits again.
+    Replaced(bool),
     TimedOut,
     NoRuntime,
 }
@@ -113,7 +122,8 @@ impl<M: Manager> Shared<M> {
                         let snapshot = (observed && clock.started.is_none()).then_some(&status);
                         return Ok(self.hand_out(entry, &mut clock, location, snapshot));
                     }
-                    Checked::Replaced => Checkout::Slot,
+                    Checked::Replaced(true) => Checkout::Slot,
+                    Checked::Replaced(false) => self.rejoin(&mut clock, wait).await,
                     Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
                     Checked::NoRuntime => return Err(Error::NoRuntime),
                 }
@@ -128,7 +138,7 @@ impl<M: Manager> Shared<M> {
         // `timeout`, ...), and moving the slow path's states along with it
         // would cost every uncontended get more than this allocation costs
         // a get that waits, creates or checks slowly.
-        Box::pin(self.acquire_slow(ticket, clock, location)).await
+        Box::pin(self.acquire_slow(ticket, clock, wait, location)).await
     }
 
     /// Queueing, creating, and checking what a grant brought.
@@ -136,17 +146,23 @@ impl<M: Manager> Shared<M> {
         self: &Arc<Self>,
         mut ticket: Checkout<M::Resource>,
         mut clock: Clock,
+        wait: bool,
         location: &'static Location<'static>,
     ) -> Result<Pooled<M>, Error<M::Error>> {
         loop {
             ticket = match ticket {
                 Checkout::Resource(entry, _) => match self.check(entry, &mut clock).await {
                     Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location, None)),
-                    Checked::Replaced => Checkout::Slot,
+                    Checked::Replaced(true) => Checkout::Slot,
+                    Checked::Replaced(false) => self.rejoin(&mut clock, wait).await,
                     Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
                     Checked::NoRuntime => return Err(Error::NoRuntime),
                 },
-                Checkout::Slot => return self.create_for(&mut clock, location).await,
+                Checkout::Slot => match self.create_for(&mut clock, location).await {
+                    Err(NotCreated::Refused(error)) if !wait => return Err(Error::Backend(error)),
+                    Err(NotCreated::Refused(_)) => self.rejoin(&mut clock, wait).await,
+                    done => return done.map_err(|not_created| self.not_created(not_created, &mut clock)),
+                },
                 Checkout::Wait { key, wake_timer } => {
                     if wake_timer {
                         self.timer.wake();
@@ -204,13 +220,31 @@ impl<M: Manager> Shared<M> {
         let elapsed = clock.elapsed();
         tracing::debug!(pool = %self.config.name, %phase, ?elapsed, "get timed out");
         self.emit(EventKind::TimedOut { phase });
+        let last = self.last_error();
         Error::Timeout {
             phase,
             elapsed,
             max_size: self.core.status().max_size,
-            last_error: self.last_error(),
+            refused_at_size: last.as_ref().and_then(|last| last.refused_at_size),
+            last_error: last.map(|last| last.error),
             resource: M::RESOURCE,
         }
+    }
+
+    /// The caller gave up a slot it may not use now (see the module docs)
+    /// and waits again (if it may `wait`), by the deadline it has had since
+    /// it called `get`.
+    async fn rejoin(&self, clock: &mut Clock, wait: bool) -> Checkout<M::Resource> {
+        let checkout = poll_fn(|cx| {
+            let join = wait.then(|| Join { waker: cx.waker(), deadline: || clock.deadline() });
+            Poll::Ready(self.core.rejoin(join))
+        })
+        .await;
+        if matches!(checkout, Checkout::Closed) {
+            // The slot it gave up may have been the last one a closed pool had.
+            self.notify_if_drained();
+        }
+        checkout
     }
 
     /// Waits in the queue for a grant (a timeout is one too). Must be first
@@ -257,32 +291,40 @@ impl<M: Manager> Shared<M> {
             Recycled::NoRuntime => Checked::NoRuntime,
             // The caller's time is up: `held` destroys the resource.
             Recycled::TimedOut if clock.passed() => Checked::TimedOut,
-            Recycled::Failed | Recycled::TimedOut => {
-                held.replace();
-                Checked::Replaced
-            }
+            Recycled::Failed | Recycled::TimedOut => Checked::Replaced(held.replace()),
         }
     }
 
     /// Creates a resource in the slot the caller holds, and hands it out.
+    /// `Err(Error::Closed)` (as a `NotCreated::Closed`) if the pool was
+    /// closed while it was created.
     async fn create_for(
         self: &Arc<Self>,
         clock: &mut Clock,
         location: &'static Location<'static>,
-    ) -> Result<Pooled<M>, Error<M::Error>> {
+    ) -> Result<Pooled<M>, NotCreated<M::Error>> {
         let slot = Slot::reserved(self);
         let purpose = CreateFor::Caller { deadline: clock.deadline() };
-        match self.create(slot, purpose, |entry| self.core.fill_slot(entry)).await {
-            Ok(Ok(entry)) => Ok(self.hand_out(entry, clock, location, None)),
-            Ok(Err(entry)) => {
+        let (booked, wake_next) = self.create(slot, purpose, |entry| self.core.fill_slot(entry)).await?;
+        // The create's turn went to the next waiter.
+        wake(wake_next);
+        match booked {
+            Ok(entry) => Ok(self.hand_out(entry, clock, location, None)),
+            Err(entry) => {
                 // Closed while it was being created.
                 self.destroy(entry, DestroyReason::Closed);
-                Err(Error::Closed)
+                Err(NotCreated::Closed)
             }
-            Err(NotCreated::Failed(error)) => Err(Error::Backend(error)),
-            Err(NotCreated::TimedOut) => Err(self.timed_out(TimeoutPhase::Create, clock)),
-            Err(NotCreated::Closed) => Err(Error::Closed),
-            Err(NotCreated::NoRuntime) => Err(Error::NoRuntime),
+        }
+    }
+
+    /// The error for a caller whose create did not give it a resource.
+    fn not_created(&self, not_created: NotCreated<M::Error>, clock: &mut Clock) -> Error<M::Error> {
+        match not_created {
+            NotCreated::Failed(error) | NotCreated::Refused(error) => Error::Backend(error),
+            NotCreated::TimedOut => self.timed_out(TimeoutPhase::Create, clock),
+            NotCreated::Closed => Error::Closed,
+            NotCreated::NoRuntime => Error::NoRuntime,
         }
     }
 }

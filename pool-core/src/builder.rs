@@ -123,6 +123,25 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
+    /// The most [`Manager::create`] calls in flight at once, for callers
+    /// of `get` and background refills together. A `get` that would create
+    /// while this many run waits in the queue, in turn, for a returned
+    /// resource or for a create to finish, within its `acquire_timeout`.
+    ///
+    /// This keeps a pool from opening `max_size` resources at once when a
+    /// burst meets an empty pool (after a start, a restart of the backend,
+    /// an eviction): a backend shared by many instances then sees a few
+    /// connection attempts per instance at a time, not a stampede, and a
+    /// full backend refuses only a few of them before the pool stops
+    /// growing (see [`Manager::is_capacity_error`]). Raise it when creating
+    /// is slow and callers should not wait for one another's creates.
+    /// Default [`DEFAULT_MAX_CONCURRENT_CREATES`](crate::DEFAULT_MAX_CONCURRENT_CREATES)
+    /// (2); must be at least 1.
+    pub fn max_concurrent_creates(mut self, max_concurrent_creates: usize) -> Self {
+        self.config.max_concurrent_creates = max_concurrent_creates;
+        self
+    }
+
     /// Logs a warning (and sends [`EventKind::LeakSuspected`](crate::EventKind::LeakSuspected))
     /// naming the source line of the `get` when a resource is held longer than
     /// this, to find code that forgets to give resources back. Default off;

@@ -65,13 +65,15 @@ impl<'a, M: Manager> Checking<'a, M> {
         self.entry.take().expect("a Checking holds its entry until it is consumed")
     }
 
-    /// The check failed, and the caller creates a replacement: destroys the
-    /// resource but keeps its slot, now counted in `creating`.
-    pub(crate) fn replace(mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.shared.core.swap_for_slot();
-            self.shared.destroy(entry, DestroyReason::RecycleFailed);
-        }
+    /// The check failed, and the caller would create a replacement:
+    /// destroys the resource, and keeps its slot, now counted in
+    /// `creating`, if a create may start now (`true`); otherwise the slot
+    /// is given up and the caller waits again (`Core::swap_for_slot`).
+    pub(crate) fn replace(mut self) -> bool {
+        let Some(entry) = self.entry.take() else { return false };
+        let kept = self.shared.core.swap_for_slot();
+        self.shared.destroy(entry, DestroyReason::RecycleFailed);
+        kept
     }
 }
 

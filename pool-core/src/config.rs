@@ -29,6 +29,13 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Default `max_lifetime`: 30 min.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// Default `max_concurrent_creates`: 2. More than one, so one slow create
+/// (a connect stuck on DNS, TLS or authentication) does not hold up every
+/// other; few, so a burst of callers on an empty pool, or many instances
+/// starting together, open resources a couple at a time per instance rather
+/// than `max_size` at once, and a backend that is full refuses at most two
+/// attempts per instance before the pool cools down.
+pub const DEFAULT_MAX_CONCURRENT_CREATES: usize = 2;
 
 /// How many resources a pool may hold and keeps ready, as built. Handed to
 /// the engine, which owns the live values from then on (`resize` changes
@@ -77,6 +84,7 @@ pub(crate) struct Config {
     pub(crate) keepalive_interval: Option<Duration>,
     pub(crate) reuse: Reuse,
     pub(crate) max_waiters: Option<usize>,
+    pub(crate) max_concurrent_creates: usize,
     pub(crate) leak_detection_threshold: Option<Duration>,
 }
 
@@ -92,6 +100,7 @@ impl Default for Config {
             keepalive_interval: None,
             reuse: Reuse::Lifo,
             max_waiters: None,
+            max_concurrent_creates: DEFAULT_MAX_CONCURRENT_CREATES,
             leak_detection_threshold: None,
         }
     }
@@ -120,6 +129,9 @@ impl Config {
                     "must be longer than zero (leave it unset to disable it)",
                 ));
             }
+        }
+        if self.max_concurrent_creates == 0 {
+            return Err(BuildError::new("max_concurrent_creates", 0, "must be at least 1"));
         }
         if self.max_waiters == Some(0) {
             return Err(BuildError::new(

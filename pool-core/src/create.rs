@@ -21,6 +21,15 @@
 //!    [`EventKind::Created`] (with the counts after the booking) or
 //!    [`EventKind::CreateFailed`] is sent.
 //!
+//! A failure the manager calls a capacity refusal
+//! ([`Manager::is_capacity_error`]) also puts the engine into a capacity
+//! cool-down (`cooldown.rs`; engine invariant 6) *before* the slot is freed,
+//! so the freed turn cannot start another create the backend would refuse.
+//! Only the refusal that begins a cool-down logs a warning and sends
+//! [`EventKind::CapacityRefused`]; it starts the queue's timer, which ends
+//! the cool-down. The caller learns of it as [`NotCreated::Refused`]: a
+//! `get` then waits again rather than fail (`acquire.rs`).
+//!
 //! A create in flight when the pool closes is not interrupted (the backend
 //! may not expect it); its resource is destroyed when booked.
 
@@ -37,7 +46,7 @@ use crate::deadline::{Ran, earliest, run_until};
 use crate::engine::Entry;
 use crate::manager::Manager;
 use crate::observer::EventKind;
-use crate::shared::Shared;
+use crate::shared::{LastError, Shared};
 
 /// Who a resource is created for; decides how long creating may take and
 /// how the pool logs it.
@@ -79,6 +88,9 @@ impl std::fmt::Display for Describe {
 pub(crate) enum NotCreated<E> {
     /// `create` failed with this error (now the pool's last error).
     Failed(Arc<E>),
+    /// `create` failed with this capacity refusal (now the pool's last
+    /// error), and the pool is cooling down.
+    Refused(Arc<E>),
     /// The deadline passed while waiting for a turn or creating.
     TimedOut,
     /// The pool was closed while waiting for a turn.
@@ -91,7 +103,7 @@ impl<M: Manager> Shared<M> {
     /// Creates a resource in `slot` for `purpose` and books it with `book`
     /// (which takes it out of `creating`); returns what `book` returned.
     pub(crate) async fn create<R>(
-        &self,
+        self: &Arc<Self>,
         slot: Slot<'_, M>,
         purpose: CreateFor,
         book: impl FnOnce(Entry<M::Resource>) -> R,
@@ -126,6 +138,7 @@ impl<M: Manager> Shared<M> {
                 slot.fill();
                 let booked = book(entry);
                 self.emit(EventKind::Created { took });
+                self.refill_if_short();
                 return Ok(booked);
             }
             Ran::NoRuntime => return Err(NotCreated::NoRuntime),
@@ -134,21 +147,53 @@ impl<M: Manager> Shared<M> {
         };
         self.backoff.failed(now);
         drop(turn);
+        let refused = error
+            .as_ref()
+            .filter(|error| self.manager.is_capacity_error(error))
+            .map(|_| self.core.refused(now, self.jitter.next()));
         if let Some(error) = &error {
-            self.set_last_error(Some(Arc::clone(error)));
+            let refused_at_size = refused.as_ref().map(|refused| refused.held);
+            self.set_last_error(Some(LastError { error: Arc::clone(error), refused_at_size }));
         }
-        // Freed after the last error is written, so whoever gets the slot
-        // next and creates cannot have its outcome overwritten by this one.
+        // Freed after the last error is written and any cool-down entered,
+        // so whoever gets the slot next and creates cannot have its outcome
+        // overwritten by this one, nor create while the backend is full.
         drop(slot);
+        self.refill_if_short();
         let Some(error) = error else {
             tracing::warn!(%pool, ?took, "opening {what} timed out");
             self.emit(EventKind::CreateFailed { took, error: &"timed out" });
             return Err(NotCreated::TimedOut);
         };
         let chain = crate::ErrorChain(&*error);
-        tracing::warn!(%pool, error = %chain, "could not open {what}");
+        let Some(refused) = refused else {
+            tracing::warn!(%pool, error = %chain, "could not open {what}");
+            self.emit(EventKind::CreateFailed { took, error: &chain });
+            return Err(NotCreated::Failed(error));
+        };
         self.emit(EventKind::CreateFailed { took, error: &chain });
-        Err(NotCreated::Failed(error))
+        let Some(cool_down) = refused.cool_down else {
+            tracing::debug!(%pool, error = %chain, "the backend refused {what} while cooling down");
+            return Err(NotCreated::Refused(error));
+        };
+        let cooldown = cool_down.length;
+        let held = refused.held;
+        tracing::warn!(
+            %pool,
+            error = %chain,
+            ?cooldown,
+            held,
+            "the backend refused {what}: it has no free {resource} slots, its limit shared with \
+             its other clients; this pool holds {held} and opens nothing new for {cooldown:?}, \
+             serving its waiters with the {resource}s returned to it",
+            resource = M::RESOURCE,
+        );
+        if cool_down.wake_timer {
+            self.timer.wake();
+        }
+        crate::expiry::start(self);
+        self.emit(EventKind::CapacityRefused { cooldown });
+        Err(NotCreated::Refused(error))
     }
 
     /// Waits for a turn to create (see `backoff.rs`) until `deadline`;

@@ -56,6 +56,10 @@ pub enum Error<E> {
         /// The last error the backend returned while this caller waited (a
         /// failed create or recycle), which is usually the real cause.
         last_error: Option<Arc<E>>,
+        /// Set when `last_error` was the backend refusing a create for lack
+        /// of free slots ([`Manager::is_capacity_error`](crate::Manager::is_capacity_error)):
+        /// how many resources this pool held then.
+        refused_at_size: Option<usize>,
         /// What the backend calls its resource ([`Manager::RESOURCE`](crate::Manager::RESOURCE)).
         resource: &'static str,
     },
@@ -150,23 +154,40 @@ impl fmt::Debug for ErrorChain<'_> {
 impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Timeout { phase, elapsed, max_size, last_error, resource } => {
-                match phase {
-                    TimeoutPhase::Wait => write!(
+            Self::Timeout { phase, elapsed, max_size, last_error, refused_at_size, resource } => {
+                if let Some(held) = refused_at_size {
+                    let doing = match phase {
+                        TimeoutPhase::Wait => "waiting for a free",
+                        TimeoutPhase::Create => "opening a new",
+                        TimeoutPhase::Recycle => "checking an idle",
+                    };
+                    write!(
                         f,
-                        "timed out after {elapsed:?} waiting for a free {resource} (all {max_size} in use); \
-                         return them sooner, raise max_size or raise acquire_timeout"
-                    )?,
-                    TimeoutPhase::Create => write!(
-                        f,
-                        "timed out after {elapsed:?} opening a new {resource}; check that the backend is \
-                         reachable and not overloaded, or raise create_timeout/acquire_timeout"
-                    )?,
-                    TimeoutPhase::Recycle => write!(
-                        f,
-                        "timed out after {elapsed:?} checking an idle {resource} before reuse; the backend \
-                         or the network path to it may be stuck"
-                    )?,
+                        "timed out after {elapsed:?} {doing} {resource}: the backend has no free {resource} \
+                         slots and refused new ones while this pool held {held} of its max_size {max_size}; \
+                         its limit (a database server's max_connections, say) is shared with every other \
+                         client of it, so lower max_size, run fewer instances, check that the instances' \
+                         max_size fits the limit (pool-postgres: check_budget), or put a pooler such as \
+                         PgBouncer in front"
+                    )?;
+                } else {
+                    match phase {
+                        TimeoutPhase::Wait => write!(
+                            f,
+                            "timed out after {elapsed:?} waiting for a free {resource} (all {max_size} in use); \
+                             return them sooner, raise max_size or raise acquire_timeout"
+                        )?,
+                        TimeoutPhase::Create => write!(
+                            f,
+                            "timed out after {elapsed:?} opening a new {resource}; check that the backend is \
+                             reachable and not overloaded, or raise create_timeout/acquire_timeout"
+                        )?,
+                        TimeoutPhase::Recycle => write!(
+                            f,
+                            "timed out after {elapsed:?} checking an idle {resource} before reuse; the backend \
+                             or the network path to it may be stuck"
+                        )?,
+                    }
                 }
                 if let Some(e) = last_error {
                     write!(f, "; last error from the backend: {}", ErrorChain(&**e))?;
@@ -196,12 +217,13 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
 impl<E: fmt::Debug> fmt::Debug for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Timeout { phase, elapsed, max_size, last_error, resource } => f
+            Self::Timeout { phase, elapsed, max_size, last_error, refused_at_size, resource } => f
                 .debug_struct("Timeout")
                 .field("phase", phase)
                 .field("elapsed", elapsed)
                 .field("max_size", max_size)
                 .field("last_error", last_error)
+                .field("refused_at_size", refused_at_size)
                 .field("resource", resource)
                 .finish(),
             Self::Closed => f.write_str("Closed"),

@@ -1,6 +1,8 @@
 //! The queue's timer: one Tokio task per pool that fails the waiters whose
 //! `acquire_timeout` has passed, so that waiting in `get` arms no timer of
-//! its own (the engine's docs, "Timeouts", give the algorithm).
+//! its own (the engine's docs, "Timeouts", give the algorithm). It also
+//! ends capacity cool-downs (`cooldown.rs`), and is started by the create
+//! that begins one, so a cool-down ends on time even when nobody waits.
 //!
 //! Registering and clearing a Tokio timer for every `get` that waits would
 //! be the largest single cost of waiting. Since every waiter of a
@@ -57,6 +59,10 @@ async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake_up: Arc<N
         let expired = shared.core.expire(Instant::now());
         for waker in expired.wake {
             waker.wake();
+        }
+        if expired.cooled && shared.has_upkeep {
+            // `min_idle` may be short, and refills waited for this.
+            shared.upkeep.wake();
         }
         expired.next
     })

@@ -1,6 +1,8 @@
-//! Lifetime jitter: each resource's `max_lifetime` is shortened by a random
-//! amount of up to 1/40 (2.5%), so resources created together do not all
-//! expire, and get recreated, in the same instant.
+//! Jitter: each resource's `max_lifetime` is shortened by a random amount
+//! of up to 1/40 (2.5%), so resources created together do not all expire,
+//! and get recreated, in the same instant; and the generator's raw numbers
+//! spread the capacity cool-downs (`cooldown.rs`) of instances refused
+//! together.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,7 +21,8 @@ impl Jitter {
         Self(AtomicU64::new(seed ^ here.rotate_left(32)))
     }
 
-    fn next(&self) -> u64 {
+    /// The next pseudo-random number.
+    pub(crate) fn next(&self) -> u64 {
         let mut z =
             self.0.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed).wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -7,6 +7,7 @@ mod backoff;
 mod builder;
 mod cancel_guards;
 mod config;
+mod cooldown;
 mod create;
 mod deadline;
 mod engine;
@@ -28,7 +29,8 @@ mod upkeep;
 
 pub use builder::PoolBuilder;
 pub use config::{
-    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SIZE, Reuse,
+    DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONCURRENT_CREATES, DEFAULT_MAX_LIFETIME,
+    DEFAULT_MAX_SIZE, Reuse,
 };
 pub use error::{BuildError, CloseTimedOut, Error, ErrorChain, TimeoutPhase};
 pub use guard::Pooled;

@@ -115,6 +115,29 @@ pub trait Manager: Send + Sync + 'static {
         std::future::ready(Ok(()))
     }
 
+    /// Whether `error`, returned by [`Manager::create`], means the backend
+    /// refused because it is full: it has no free slots for another
+    /// resource (PostgreSQL's SQLSTATE 53300, "too many clients already" or
+    /// "remaining connection slots are reserved"). The default says no.
+    ///
+    /// A backend's limit is often shared by many pools (the instances of a
+    /// service, other clients), so on such an error the pool stops
+    /// growing: it enters a capacity cool-down (1 s at first, doubling
+    /// while refusals continue, up to 30 s, each +-25 % at random; reset by
+    /// a successful create) in which it opens nothing new, serves its
+    /// waiters with the resources returned to it, and fails a waiter only
+    /// when the waiter's own `acquire_timeout` passes, with an error that
+    /// says the backend is full. It logs one warning per cool-down, sends
+    /// [`EventKind::CapacityRefused`](crate::EventKind::CapacityRefused),
+    /// and shows it in [`Status::cooling_down`](crate::Status::cooling_down).
+    ///
+    /// Must be cheap and must not block: it runs on the task whose create
+    /// failed.
+    fn is_capacity_error(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// A cheap, synchronous check made when a resource is returned: `true`
     /// destroys it with [`DestroyReason::Broken`] instead of keeping it idle.
     /// The default says nothing is broken.

@@ -62,6 +62,17 @@ pub enum EventKind<'a> {
         /// Time from the end of `get` until the guard was dropped.
         held: Duration,
     },
+    /// The backend refused a create for lack of free slots
+    /// ([`Manager::is_capacity_error`](crate::Manager::is_capacity_error)),
+    /// and the pool entered a capacity cool-down (`status.cooling_down`):
+    /// it opens nothing new for `cooldown`. Sent once per cool-down, after
+    /// the [`EventKind::CreateFailed`] of the refusal that began it; further
+    /// refusals of creates that were already under way send only their
+    /// `CreateFailed`.
+    CapacityRefused {
+        /// How long the pool opens nothing new.
+        cooldown: Duration,
+    },
     /// A `get` ran out of time.
     TimedOut {
         /// The step that was running.
@@ -105,6 +116,9 @@ impl std::fmt::Debug for EventKind<'_> {
                 .finish(),
             Self::Acquired { waited } => f.debug_struct("Acquired").field("waited", waited).finish(),
             Self::Released { held } => f.debug_struct("Released").field("held", held).finish(),
+            Self::CapacityRefused { cooldown } => {
+                f.debug_struct("CapacityRefused").field("cooldown", cooldown).finish()
+            }
             Self::TimedOut { phase } => f.debug_struct("TimedOut").field("phase", phase).finish(),
             Self::Queued => f.write_str("Queued"),
             Self::Resized => f.write_str("Resized"),

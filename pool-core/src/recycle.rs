@@ -94,7 +94,7 @@ impl<M: Manager> Shared<M> {
                         tracing::info!(%pool, error = %chain, "an idle {resource} failed its keepalive check");
                     }
                 }
-                self.set_last_error(Some(error));
+                self.set_last_error(Some(crate::shared::LastError::failed(error)));
                 Recycled::Failed
             }
             Ran::TimedOut => {

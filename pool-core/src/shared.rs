@@ -36,7 +36,7 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) backoff: Backoff,
     /// The last backend error, cleared by the next successful create; shown
     /// in timeout errors as the likely cause.
-    last_error: Mutex<Option<Arc<M::Error>>>,
+    last_error: Mutex<Option<LastError<M::Error>>>,
     /// The maintenance task (`maintenance.rs`).
     pub(crate) maintenance: Background,
     /// The upkeep task (`upkeep.rs`), if the pool has upkeep to do.
@@ -60,7 +60,7 @@ impl<M: Manager> Shared<M> {
         let leaks = config.leak_detection_threshold.map(LeakRegistry::new);
         Self {
             manager,
-            core: Core::new(sizes, config.reuse, config.max_waiters),
+            core: Core::new(sizes, config.reuse, config.max_waiters, config.max_concurrent_creates),
             timed: !observers.is_empty() || leaks.is_some(),
             observers: observers.into_boxed_slice(),
             handles: AtomicUsize::new(1),
@@ -109,14 +109,15 @@ impl<M: Manager> Shared<M> {
         !self.observers.is_empty()
     }
 
-    /// The last backend error, if the last create or check failed.
-    pub(crate) fn last_error(&self) -> Option<Arc<M::Error>> {
+    /// The last backend error, if the last create or check failed, and
+    /// whether it was a refusal for capacity.
+    pub(crate) fn last_error(&self) -> Option<LastError<M::Error>> {
         self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Written only by the create path (`create.rs`) and the check path
     /// (`recycle.rs`), once per outcome.
-    pub(crate) fn set_last_error(&self, error: Option<Arc<M::Error>>) {
+    pub(crate) fn set_last_error(&self, error: Option<LastError<M::Error>>) {
         *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
     }
 
@@ -138,6 +139,14 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn wake_housekeeping(&self) {
         self.maintenance.wake();
         self.upkeep.wake();
+    }
+
+    /// A create's turn was given back (engine invariant 6): if the upkeep
+    /// task skipped a `min_idle` refill for want of one, it refills now.
+    pub(crate) fn refill_if_short(&self) {
+        if self.has_upkeep && self.core.needs_refill() {
+            self.upkeep.wake();
+        }
     }
 
     /// Wakes `close_and_wait` callers once a closed pool holds nothing.
@@ -193,6 +202,28 @@ impl<M: Manager> Drop for Shared<M> {
                 self.manager.destroy(entry.resource, reason);
             }
         }
+    }
+}
+
+/// A backend error kept as the pool's last one.
+pub(crate) struct LastError<E> {
+    pub(crate) error: Arc<E>,
+    /// Set when it was a create refused for capacity
+    /// ([`Manager::is_capacity_error`]): the resources the pool held then.
+    pub(crate) refused_at_size: Option<usize>,
+}
+
+impl<E> LastError<E> {
+    /// Any other failure of a create or a check.
+    pub(crate) fn failed(error: Arc<E>) -> Self {
+        Self { error, refused_at_size: None }
+    }
+}
+
+// Not derived: that would ask for `E: Clone`.
+impl<E> Clone for LastError<E> {
+    fn clone(&self) -> Self {
+        Self { error: Arc::clone(&self.error), refused_at_size: self.refused_at_size }
     }
 }
 

@@ -7,10 +7,13 @@
 /// (except just after [`Pool::resize`](crate::Pool::resize) shrank the pool
 /// below the number of resources in use: those are destroyed as they come
 /// back). `waiting` counts the tasks queued in `get`; it is zero whenever
-/// nobody waits.
+/// nobody waits, or when nothing can be handed out: every slot is taken, or
+/// `max_concurrent_creates` creates are under way, or the pool is
+/// `cooling_down`.
 ///
 /// Two snapshots compare equal when their counts are equal (`max_size`,
-/// `min_idle`, `size`, `idle`, `in_use`, `creating`, `waiting`, `closed`):
+/// `min_idle`, `size`, `idle`, `in_use`, `creating`, `waiting`,
+/// `cooling_down`, `closed`):
 /// `pool_id` and `sequence` say which pool and which moment a snapshot is
 /// of, not what it counts, so `==` ignores them, and an observer can ask
 /// whether anything changed since the last snapshot it kept.
@@ -31,6 +34,12 @@ pub struct Status {
     pub creating: usize,
     /// Tasks waiting in `get` for a resource (`waitingCount`).
     pub waiting: usize,
+    /// Whether the pool is in a capacity cool-down: the backend refused a
+    /// create for lack of free slots
+    /// ([`Manager::is_capacity_error`](crate::Manager::is_capacity_error)),
+    /// so the pool opens nothing new for a while and serves waiters with
+    /// the resources returned to it.
+    pub cooling_down: bool,
     /// Whether [`Pool::close`](crate::Pool::close) was called.
     pub closed: bool,
     /// Which pool this is a snapshot of: a number of its own for every pool
@@ -56,7 +65,8 @@ impl Eq for Status {}
 
 impl Status {
     /// Every field that `==` compares.
-    fn counts(&self) -> (usize, usize, usize, usize, usize, usize, usize, bool) {
+    #[allow(clippy::type_complexity, reason = "a tuple of the fields, in their order, to compare")]
+    fn counts(&self) -> (usize, usize, usize, usize, usize, usize, usize, bool, bool) {
         let Self {
             max_size,
             min_idle,
@@ -65,10 +75,11 @@ impl Status {
             in_use,
             creating,
             waiting,
+            cooling_down,
             closed,
             pool_id: _,
             sequence: _,
         } = *self;
-        (max_size, min_idle, size, idle, in_use, creating, waiting, closed)
+        (max_size, min_idle, size, idle, in_use, creating, waiting, cooling_down, closed)
     }
 }

@@ -27,7 +27,7 @@ use crate::create::CreateFor;
 use crate::deadline::earliest;
 use crate::manager::Manager;
 use crate::recycle::{CheckFor, Recycled};
-use crate::shared::Shared;
+use crate::shared::{Shared, wake};
 
 /// Spawns the task if the pool has upkeep to do, a Tokio runtime is running
 /// and the task is not running (any more: see `background.rs`).
@@ -46,7 +46,7 @@ async fn run<M: Manager>(pool: Weak<Shared<M>>, running: Running, wake: Arc<Noti
 
 impl<M: Manager> Shared<M> {
     /// One round; returns when the next round is due (`None`: only when woken).
-    async fn keep_up(&self) -> Option<Instant> {
+    async fn keep_up(self: &Arc<Self>) -> Option<Instant> {
         let now = Instant::now();
         let interval = self.config.keepalive_interval;
         let upkeep = self
@@ -91,11 +91,13 @@ impl<M: Manager> Shared<M> {
     /// Creates one resource for `min_idle`, in the slot `keep_up` reserved,
     /// for the first waiter or the idle list. A failure has been logged and
     /// sent to observers; the next round tries again.
-    async fn refill(&self) {
+    async fn refill(self: &Arc<Self>) {
         let slot = Slot::reserved(self);
-        if let Ok(returned) =
+        if let Ok((returned, wake_next)) =
             self.create(slot, CreateFor::MinIdle, |entry| self.core.add_created(entry)).await
         {
+            // The create's turn went to the next waiter.
+            wake(wake_next);
             self.settle(returned);
         }
     }

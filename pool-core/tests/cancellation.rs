@@ -21,10 +21,11 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn outcomes() -> [(&'static str, Outcome); 4] {
+fn outcomes() -> [(&'static str, Outcome); 5] {
     [
         ("ok", Outcome::Ok),
         ("error", Outcome::Fail("injected")),
+        ("full", Outcome::Full),
         ("slow", Outcome::Slow(ms(30))),
         ("never", Outcome::Never),
     ]
@@ -314,4 +315,21 @@ async fn a_get_cancelled_while_backing_off_frees_its_slot() {
     drop(backing_off);
     assert_eq!(counts(&pool), (0, 0, 0, 0, 0));
     assert_eq!(pool.get().await.unwrap().id, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_cancelled_while_waiting_out_a_cool_down_gives_up_its_place() {
+    let fake = Fake::new();
+    let pool = Pool::builder(fake.clone()).max_size(2).build().unwrap();
+    let held = pool.get().await.unwrap();
+    fake.script_create([Outcome::Full]);
+    let refused = start(&pool);
+    assert!(pool.status().cooling_down);
+    assert_eq!(counts(&pool), (1, 0, 1, 0, 1), "refused, it waits again");
+    drop(refused);
+    assert_eq!(counts(&pool), (1, 0, 1, 0, 0));
+    drop(held);
+    assert_eq!(counts(&pool), (1, 1, 0, 0, 0), "the return went to the idle list");
+    let [first, second] = [pool.get().await.unwrap(), pool.get().await.unwrap()];
+    assert_eq!((first.id, second.id), (0, 1), "a create after the cool-down");
 }

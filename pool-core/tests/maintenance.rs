@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Fake, Outcome, Recorder, Seen, counts, settle};
+use common::{Fake, Logs, Outcome, Recorder, Seen, counts, settle};
 use pool_core::{DestroyReason, Pool, PoolBuilder, Pooled};
 use tokio::time::sleep;
 
@@ -184,34 +182,6 @@ async fn keepalive_check_that_hangs_is_bounded_and_destroys() {
     assert_eq!(counts(&pool), (0, 0, 0, 0, 0));
 }
 
-/// A `tracing` subscriber that keeps every event as `LEVEL field=value ...`.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<String>>>);
-
-impl tracing::Subscriber for Logs {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Line(String);
-        impl tracing::field::Visit for Line {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                let _ = write!(self.0, " {}={value:?}", field.name());
-            }
-        }
-        let mut line = Line(event.metadata().level().to_string());
-        event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 #[tokio::test(start_paused = true)]
 async fn leak_detection_reports_the_source_line_of_the_get() {
     let logs = Logs::default();
@@ -233,7 +203,7 @@ async fn leak_detection_reports_the_source_line_of_the_get() {
     assert_eq!(*reported, line);
     assert!(*held >= 10 * SECOND && *held <= 11 * SECOND, "{held:?}");
 
-    let warning = logs.0.lock().unwrap().iter().find(|l| l.contains("leak_detection_threshold")).cloned();
+    let warning = logs.lines().iter().find(|l| l.contains("leak_detection_threshold")).cloned();
     let warning = warning.expect("a warning is logged");
     assert!(warning.starts_with("WARN"), "{warning}");
     assert!(warning.contains(&format!("tests/maintenance.rs:{line}:")), "{warning}");
@@ -241,7 +211,7 @@ async fn leak_detection_reports_the_source_line_of_the_get() {
     sleep(60 * SECOND).await;
     assert_eq!(recorder.count(|s| matches!(s, Seen::LeakSuspected { .. })), 1, "reported once");
     drop(conn);
-    assert!(logs.0.lock().unwrap().iter().any(|l| l.contains("possible leak was returned")));
+    assert!(logs.lines().iter().any(|l| l.contains("possible leak was returned")));
 }
 
 #[tokio::test(start_paused = true)]

@@ -49,6 +49,7 @@ fn create_outcome() -> impl Strategy<Value = Outcome> {
     prop_oneof![
         4 => Just(Outcome::Ok),
         1 => Just(Outcome::Fail("refused")),
+        1 => Just(Outcome::Full),
         2 => (1..800u64).prop_map(|ms| Outcome::Slow(Duration::from_millis(ms))),
         1 => Just(Outcome::Never),
     ]

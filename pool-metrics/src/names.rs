@@ -37,6 +37,12 @@ pub const REJECTED_TOTAL: &str = "pool_connections_rejected_total";
 /// Counter: connections reported as possible leaks (held longer than
 /// `leak_detection_threshold`).
 pub const LEAK_SUSPECTED_TOTAL: &str = "pool_connections_leak_suspected_total";
+/// Counter: capacity cool-downs entered: the server refused a connection
+/// for lack of free connection slots (its limit, shared with its other
+/// clients, is reached), and the pool stopped opening connections for a
+/// while ([`EventKind::CapacityRefused`](pool_core::EventKind::CapacityRefused)).
+/// Each refused attempt also counts in [`ERRORS_TOTAL`].
+pub const CAPACITY_REFUSALS_TOTAL: &str = "pool_connections_capacity_refusals_total";
 
 /// Histogram (seconds): how long `get` took to hand out a connection.
 pub const ACQUIRE_SECONDS: &str = "pool_connections_acquire_seconds";
@@ -46,7 +52,7 @@ pub const CREATION_SECONDS: &str = "pool_connections_creation_seconds";
 pub const USAGE_SECONDS: &str = "pool_connections_usage_seconds";
 
 /// Every metric name, gauges, counters and histograms.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     CONNECTIONS,
     IDLE,
     ACTIVE,
@@ -60,6 +66,7 @@ pub const ALL: [&str; 16] = [
     ERRORS_TOTAL,
     REJECTED_TOTAL,
     LEAK_SUSPECTED_TOTAL,
+    CAPACITY_REFUSALS_TOTAL,
     ACQUIRE_SECONDS,
     CREATION_SECONDS,
     USAGE_SECONDS,
@@ -96,6 +103,11 @@ pub fn describe() {
         LEAK_SUSPECTED_TOTAL,
         Unit::Count,
         "Connections held longer than the leak detection threshold."
+    );
+    describe_counter!(
+        CAPACITY_REFUSALS_TOTAL,
+        Unit::Count,
+        "Times the server refused a connection for lack of free slots and the pool stopped growing for a cool-down."
     );
     describe_histogram!(ACQUIRE_SECONDS, Unit::Seconds, "Time get() took to hand out a connection.");
     describe_histogram!(CREATION_SECONDS, Unit::Seconds, "Time taken to create a connection.");

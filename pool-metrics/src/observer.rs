@@ -225,6 +225,7 @@ struct PoolHandles {
     errors: Counter,
     rejected: Counter,
     leaks: Counter,
+    capacity_refusals: Counter,
     closed: [Counter; REASONS.len()],
     timeouts: [Counter; PHASES.len()],
     acquire: Histogram,
@@ -248,6 +249,7 @@ impl PoolHandles {
             errors: counter(names::ERRORS_TOTAL),
             rejected: counter(names::REJECTED_TOTAL),
             leaks: counter(names::LEAK_SUSPECTED_TOTAL),
+            capacity_refusals: counter(names::CAPACITY_REFUSALS_TOTAL),
             closed: REASONS.map(|reason| closed_counter(pool, reason)),
             timeouts: PHASES.map(|phase| timeout_counter(pool, phase)),
             acquire: histogram(names::ACQUIRE_SECONDS),
@@ -257,10 +259,11 @@ impl PoolHandles {
         for gauge in &handles.gauges {
             gauge.set(0.0);
         }
-        for counter in [&handles.created, &handles.errors, &handles.rejected, &handles.leaks]
-            .into_iter()
-            .chain(&handles.closed)
-            .chain(&handles.timeouts)
+        for counter in
+            [&handles.created, &handles.errors, &handles.rejected, &handles.leaks, &handles.capacity_refusals]
+                .into_iter()
+                .chain(&handles.closed)
+                .chain(&handles.timeouts)
         {
             counter.increment(0);
         }
@@ -288,6 +291,7 @@ impl PoolHandles {
             },
             EventKind::Rejected => self.rejected.increment(1),
             EventKind::LeakSuspected { .. } => self.leaks.increment(1),
+            EventKind::CapacityRefused { .. } => self.capacity_refusals.increment(1),
             _ => {}
         }
     }

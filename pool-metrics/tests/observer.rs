@@ -13,8 +13,9 @@ use metrics_util::MetricKind;
 use pool_core::{Error, Pool, Pooled};
 use pool_metrics::PoolMetrics;
 use pool_metrics::names::{
-    ACQUIRE_SECONDS, ACTIVE, ALL, CLOSED_TOTAL, CONNECTIONS, CREATED_TOTAL, CREATION_SECONDS, ERRORS_TOTAL,
-    IDLE, LEAK_SUSPECTED_TOTAL, MAX, MIN, PENDING, REJECTED_TOTAL, TIMEOUT_TOTAL, USAGE_SECONDS, WAITING,
+    ACQUIRE_SECONDS, ACTIVE, ALL, CAPACITY_REFUSALS_TOTAL, CLOSED_TOTAL, CONNECTIONS, CREATED_TOTAL,
+    CREATION_SECONDS, ERRORS_TOTAL, IDLE, LEAK_SUSPECTED_TOTAL, MAX, MIN, PENDING, REJECTED_TOTAL,
+    TIMEOUT_TOTAL, USAGE_SECONDS, WAITING,
 };
 
 const REASONS: [&str; 6] = ["idle", "lifetime", "broken", "recycle_failed", "evicted", "closed"];
@@ -59,7 +60,9 @@ fn every_metric_exists_labelled_described_and_at_zero_once_the_pool_is_built() {
         for phase in PHASES {
             assert_eq!(metrics.counter(TIMEOUT_TOTAL, &[("pool", "orders"), ("phase", phase)]), 0);
         }
-        for name in [CREATED_TOTAL, ERRORS_TOTAL, REJECTED_TOTAL, LEAK_SUSPECTED_TOTAL] {
+        for name in
+            [CREATED_TOTAL, ERRORS_TOTAL, REJECTED_TOTAL, LEAK_SUSPECTED_TOTAL, CAPACITY_REFUSALS_TOTAL]
+        {
             assert_eq!(metrics.counter(name, &[("pool", "orders")]), 0, "{name}");
         }
         for name in [ACQUIRE_SECONDS, CREATION_SECONDS, USAGE_SECONDS] {
@@ -400,6 +403,30 @@ fn closed_connections_are_counted_by_reason() {
         assert_eq!(metrics.counts("evicted"), [0; 5]);
         assert_eq!(metrics.counts("closed"), [0; 5]);
         assert_eq!(metrics.counts("recycle_failed"), [1, 0, 1, 0, 0]);
+    });
+}
+
+#[test]
+fn a_capacity_refusal_counts_one_cool_down_and_one_error() {
+    run(|snapshotter| async move {
+        let fake = Fake::new();
+        fake.script_create([Outcome::Ok, Outcome::Full]);
+        let pool =
+            pool(&fake, "orders", 2, pool_metrics::observer()).acquire_timeout(secs(60.0)).build().unwrap();
+        let held = pool.get().await.unwrap();
+        // The pool's second connection is refused: it cools down, and the
+        // caller gets the first one when it comes back.
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.get().await.map(drop) }
+        });
+        until(|| pool.status().cooling_down && pool.status().waiting == 1).await;
+        drop(held);
+        waiter.await.unwrap().unwrap();
+
+        let metrics = Metrics::take(&snapshotter);
+        assert_eq!(metrics.counter(CAPACITY_REFUSALS_TOTAL, &[("pool", "orders")]), 1);
+        assert_eq!(metrics.counter(ERRORS_TOTAL, &[("pool", "orders")]), 1);
     });
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use pool_core::{DestroyReason, Manager, ResourceInfo};
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 
 use crate::connection::PgConnection;
 use crate::recycling::Recycling;
@@ -20,6 +21,12 @@ use crate::recycling::Recycling;
 /// On return, a connection whose session may be inside a transaction gets a
 /// `ROLLBACK` queued, and one whose socket died or whose query timed out is
 /// destroyed.
+///
+/// A connect the server refuses for lack of connection slots (SQLSTATE
+/// 53300, `too_many_connections`: "sorry, too many clients already" or
+/// "remaining connection slots are reserved for ...") is a capacity refusal
+/// ([`Manager::is_capacity_error`]): the pool stops opening connections for
+/// a cool-down and serves its callers with the connections it has.
 pub struct PgManager {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) recycling: Recycling,
@@ -93,6 +100,13 @@ impl Manager for PgManager {
                 conn.client.batch_execute("DISCARD ALL").await
             }
         }
+    }
+
+    /// SQLSTATE 53300 (`too_many_connections`), which the server sends both
+    /// when `max_connections` is reached and when only the slots reserved
+    /// for superusers (or roles with `pg_use_reserved_connections`) are left.
+    fn is_capacity_error(&self, error: &tokio_postgres::Error) -> bool {
+        error.as_db_error().is_some_and(|db| *db.code() == SqlState::TOO_MANY_CONNECTIONS)
     }
 
     fn is_broken(&self, conn: &mut PgConnection) -> bool {

@@ -1,6 +1,6 @@
 //! Model check of the engine with loom: every interleaving of a few
-//! threads returning, waiting for, cancelling and closing, checked against
-//! the invariants in the module docs.
+//! threads returning, waiting for, cancelling, closing, finishing creates
+//! and ending cool-downs, checked against the invariants in the module docs.
 //!
 //! Run with `RUSTFLAGS="--cfg pool_loom" cargo test -p pool-core --lib --release -- loom`
 //! (the test command does this in its own target directory).
@@ -59,10 +59,33 @@ fn take(core: &Core<u32>, new_id: u32) -> Option<Entry<u32>> {
     })?;
     match grant {
         Grant::Resource(entry) => Some(entry),
-        Grant::Slot => core.fill_slot(entry(new_id)).ok(),
+        Grant::Slot => {
+            let (booked, wake_next) = core.fill_slot(entry(new_id));
+            if let Some(w) = wake_next {
+                w.wake();
+            }
+            booked.ok()
+        }
         Grant::Closed => None,
         Grant::TimedOut => unreachable!("no deadline was set"),
     }
+}
+
+/// A thread that takes a resource (creating it as `new_id` if it gets a
+/// slot) and returns it healthy; joins with what the return destroyed.
+fn spawn_take_and_return(core: &Arc<Core<u32>>, new_id: u32) -> thread::JoinHandle<Option<u32>> {
+    let core = Arc::clone(core);
+    thread::spawn(move || {
+        let entry = take(&core, new_id).expect("the pool is open");
+        assert!(core.status().creating <= 1, "invariant 6, with max_creates 1 or one slot free");
+        settle(core.put_back(entry, None))
+    })
+}
+
+/// Reserves a slot for a create the way `get` does when it need not wait.
+fn reserve_slot(core: &Core<u32>) {
+    let no_join: Option<Join<'_, fn() -> Option<Instant>>> = None;
+    assert!(matches!(core.checkout(no_join, None), Checkout::Slot));
 }
 
 /// Joins the queue of an exhausted pool without blocking, with `deadline`.
@@ -85,7 +108,7 @@ fn assert_settled(core: &Core<u32>, max_size: usize) {
 #[test]
 fn loom_two_tasks_share_one_slot_without_loss() {
     loom::model(|| {
-        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None, 1));
         let handles: Vec<_> = (0..2)
             .map(|i| {
                 let core = Arc::clone(&core);
@@ -107,7 +130,7 @@ fn loom_two_tasks_share_one_slot_without_loss() {
 #[test]
 fn loom_cancelled_waiter_passes_its_grant_on() {
     loom::model(|| {
-        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None, 1));
         let held = take(&core, 0).expect("open");
         let (key, _) = join_queue(&core, None);
         let returner = {
@@ -129,7 +152,7 @@ fn loom_cancelled_waiter_passes_its_grant_on() {
 #[test]
 fn loom_freed_slot_reaches_a_waiter_or_stays_free() {
     loom::model(|| {
-        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None, 1));
         let _held = take(&core, 0).expect("open");
         let destroyer = {
             let core = Arc::clone(&core);
@@ -139,13 +162,7 @@ fn loom_freed_slot_reaches_a_waiter_or_stays_free() {
                 }
             })
         };
-        let waiter = {
-            let core = Arc::clone(&core);
-            thread::spawn(move || {
-                let entry = take(&core, 1).expect("open");
-                settle(core.put_back(entry, None))
-            })
-        };
+        let waiter = spawn_take_and_return(&core, 1);
         destroyer.join().unwrap();
         assert_eq!(waiter.join().unwrap(), None);
         assert_settled(&core, 1);
@@ -155,7 +172,7 @@ fn loom_freed_slot_reaches_a_waiter_or_stays_free() {
 #[test]
 fn loom_close_wakes_every_waiter_and_loses_nothing() {
     loom::model(|| {
-        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None, 1));
         let held = take(&core, 0).expect("open");
         let waiter = {
             let core = Arc::clone(&core);
@@ -186,7 +203,7 @@ fn loom_close_wakes_every_waiter_and_loses_nothing() {
 #[test]
 fn loom_timed_out_waiter_gets_a_timeout_or_the_resource_never_both() {
     loom::model(|| {
-        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None));
+        let core = Arc::new(Core::new(Sizes { max_size: 1, min_idle: 0 }, Reuse::Lifo, None, 1));
         let held = take(&core, 0).expect("open");
         let deadline = Instant::now();
         let (key, wake_timer) = join_queue(&core, Some(deadline));
@@ -219,5 +236,68 @@ fn loom_timed_out_waiter_gets_a_timeout_or_the_resource_never_both() {
             Grant::Slot | Grant::Closed => panic!("the resource was returned healthy"),
         }
         assert_settled(&core, 1);
+    });
+}
+
+#[test]
+fn loom_a_finished_create_hands_its_turn_to_a_waiter() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(Sizes { max_size: 2, min_idle: 0 }, Reuse::Lifo, None, 1));
+        reserve_slot(&core);
+        let creator = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || {
+                let (booked, wake_next) = core.fill_slot(entry(0));
+                if let Some(w) = wake_next {
+                    w.wake();
+                }
+                let Ok(created) = booked else { panic!("the pool is open") };
+                settle(core.put_back(created, None))
+            })
+        };
+        // A free slot, but the one create allowed is under way: it waits
+        // for that create's turn or its resource (and would hang without).
+        let waiter = spawn_take_and_return(&core, 1);
+        assert_eq!(creator.join().unwrap(), None);
+        assert_eq!(waiter.join().unwrap(), None);
+        assert_settled(&core, 2);
+    });
+}
+
+#[test]
+fn loom_a_cool_down_serves_its_waiter_by_a_return_or_by_its_end() {
+    loom::model(|| {
+        let core = Arc::new(Core::new(Sizes { max_size: 2, min_idle: 0 }, Reuse::Lifo, None, 2));
+        let held = take(&core, 0).expect("open");
+        // A create is refused for capacity: the pool cools down, then the
+        // refused slot is given up without reaching anyone.
+        reserve_slot(&core);
+        let now = Instant::now();
+        let refused = core.refused(now, 0);
+        assert_eq!(refused.held, 1);
+        assert!(refused.cool_down.is_some(), "the first refusal enters a cool-down");
+        assert!(core.refused(now, 0).cool_down.is_none(), "one cool-down at a time");
+        assert!(core.abandon_slot().is_none(), "nobody waits");
+        let waiter = spawn_take_and_return(&core, 1);
+        let returner = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || settle(core.put_back(held, None)))
+        };
+        // The queue's timer ends the cool-down meanwhile.
+        let timer = {
+            let core = Arc::clone(&core);
+            thread::spawn(move || {
+                let expired = core.expire(now + std::time::Duration::from_secs(60));
+                assert!(expired.cooled);
+                for w in expired.wake {
+                    w.wake();
+                }
+            })
+        };
+        assert_eq!(returner.join().unwrap(), None);
+        timer.join().unwrap();
+        assert_eq!(waiter.join().unwrap(), None);
+        assert_settled(&core, 2);
+        assert!(!core.status().cooling_down);
     });
 }

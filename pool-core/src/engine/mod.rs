@@ -13,8 +13,14 @@
 //! it is read, so a shrink and a regrowth give the configured value back).
 //! A *slot* is the
 //! right to hold one resource; `idle.len() + in_use + creating` is the number
-//! of slots taken. Every critical section is a few field updates: no
-//! allocation in the common case, no I/O, no user code, no await.
+//! of slots taken. Two more fields gate creating: `max_creates` (the
+//! builder's `max_concurrent_creates`) and `cooling_until`, set while the
+//! pool is in a capacity cool-down (`cooldown.rs`): the backend refused a
+//! create for lack of free slots, so the pool stops growing until then. A
+//! slot may be *reserved for a create* only when fewer than `max_creates`
+//! are reserved and the pool is not cooling down ([`State::may_create`]).
+//! Every critical section is a few field updates: no allocation in the
+//! common case, no I/O, no user code, no await.
 //!
 //! ## Invariants (checked by the property and model tests)
 //!
@@ -22,9 +28,12 @@
 //!    shrank `max_size` below the resources in use; slots above the limit are
 //!    then given up as they are freed, never handed on.
 //! 2. Nobody waits while something is free: if the queue is not empty, the
-//!    idle list is empty and every slot is taken. A task that frees a slot
-//!    or returns a resource therefore hands it *directly* to the first waiter
-//!    (a [`Grant`]) instead of making it available to whoever comes next.
+//!    idle list is empty and no slot may be reserved for a create (every
+//!    slot is taken, or `max_creates` creates are under way, or the pool is
+//!    cooling down). A task that frees a slot, ends a create, returns a
+//!    resource or ends a cool-down therefore hands it *directly* to the
+//!    first waiter (a [`Grant`]) instead of making it available to whoever
+//!    comes next.
 //! 3. First come, first served: a new `get` takes an idle resource or a free
 //!    slot only when nobody is queued; otherwise it queues behind the others.
 //!    Grants go to the front of the queue, so no task can barge ahead of one
@@ -33,18 +42,27 @@
 //!    is empty and stays empty, and no slot is handed on.
 //! 5. Deadlines grow from the front of the queue to the back: a waiter's
 //!    deadline is read under the lock as it joins, and every pool waits the
-//!    same `acquire_timeout`. The first waiter therefore always has the
+//!    same `acquire_timeout`. A caller that gives its slot up to wait again
+//!    (its idle resource failed its check and no create may start, or its
+//!    create was refused for capacity; see [`Core::rejoin`]) is placed by
+//!    the deadline it already has. The first waiter therefore always has the
 //!    earliest deadline, which is all the queue's timer has to watch.
+//! 6. At most `max_creates` slots are reserved for creates (`creating <=
+//!    max_creates`), and none is newly reserved while the pool cools down.
+//!    A cool-down is entered at most once at a time, and only
+//!    [`Core::expire`], called by the queue's timer at `cooling_until`,
+//!    ends it, granting the slots it held back to the waiters at the front.
 //!
 //! ## Timeouts: one timer for the whole queue
 //!
 //! A waiter does not arm a timer of its own. [`Core::expire`], called by the
 //! pool's timer task (`expiry.rs`), serves every waiter at the front whose
-//! deadline has passed with [`Grant::TimedOut`] and names the next deadline.
-//! `timer_at` is the moment the timer task will next call it: a new waiter
-//! whose deadline is earlier (in practice: the first one after the timer
-//! went idle) sets it and tells the caller to wake the task; every other
-//! waiter costs the timer nothing. Because a timeout is a grant like any
+//! deadline has passed with [`Grant::TimedOut`], ends a cool-down that is
+//! over, and names the next moment either is due. `timer_at` is the moment
+//! the timer task will next call it: a new waiter whose deadline is earlier
+//! (in practice: the first one after the timer went idle), or a cool-down
+//! that ends earlier, sets it and tells the caller to wake the task; every
+//! other waiter costs the timer nothing. Because a timeout is a grant like any
 //! other, decided under the lock, a waiter is either served or timed out,
 //! never both.
 //!
@@ -171,10 +189,30 @@ pub(crate) struct Upkeep<T> {
 
 /// What [`Core::expire`] did.
 pub(crate) struct Expired {
-    /// The timed-out waiters to wake.
+    /// The timed-out waiters, and those granted a slot as a cool-down
+    /// ended, to wake.
     pub(crate) wake: Vec<Waker>,
-    /// When to call `expire` next (`None`: no waiter has a deadline).
+    /// When to call `expire` next (`None`: no waiter has a deadline and
+    /// the pool is not cooling down).
     pub(crate) next: Option<Instant>,
+    /// Whether a cool-down ended (so `min_idle` may need refilling).
+    pub(crate) cooled: bool,
+}
+
+/// What [`Core::refused`] did about a create refused for capacity.
+pub(crate) struct Refused {
+    /// Resources the pool held (idle and in use) when it was refused.
+    pub(crate) held: usize,
+    /// The cool-down it entered, unless it was cooling down already.
+    pub(crate) cool_down: Option<CoolDown>,
+}
+
+/// A cool-down just entered.
+pub(crate) struct CoolDown {
+    /// How long no create may start.
+    pub(crate) length: std::time::Duration,
+    /// The timer task must be woken to end it (see [`Core::expire`]).
+    pub(crate) wake_timer: bool,
 }
 
 /// The fields' order is fixed (`repr(C)`) and chosen for the two runtime
@@ -185,7 +223,7 @@ pub(crate) struct Expired {
 ///    queue's length: all that a `get` that finds a resource and a return
 ///    with nobody waiting write;
 /// 2. the rest of the queue and `timer_at`, written only while tasks wait;
-/// 3. the fields that change rarely (`max_size`, `closed`, ...), which thus
+/// 3. the fields that change rarely (`max_size`, `closed`, the cool-down, ...), which thus
 ///    stay cached on both threads;
 /// 4. the snapshot counter, written by observed checkouts and returns.
 ///
@@ -204,6 +242,13 @@ pub(crate) struct State<T> {
     /// As configured; read through [`State::min_idle`], which caps it at
     /// the live `max_size`.
     min_idle: usize,
+    /// The most slots reserved for creates at once (invariant 6).
+    max_creates: usize,
+    /// While cooling down: when the cool-down ends (invariant 6).
+    cooling_until: Option<Instant>,
+    /// Cool-downs entered since the last successful create, which sets
+    /// the next one's length (`cooldown.rs`).
+    cool_downs_in_a_row: u32,
     closed: bool,
     generation: u64,
     /// `Status::pool_id`.
@@ -231,10 +276,16 @@ impl<T> State<T> {
         self.min_idle.min(self.max_size)
     }
 
-    /// A slot was just given up (already subtracted from its count): hand it
-    /// to the first waiter if the pool may still use it.
+    /// Whether a slot may be reserved for a create now (invariant 6).
+    fn may_create(&self) -> bool {
+        self.creating < self.max_creates && self.cooling_until.is_none()
+    }
+
+    /// A slot or a create's turn was just given up (already subtracted from
+    /// its count), or a cool-down ended: hand a slot to the first waiter if
+    /// the pool may still use it and may create now.
     fn slot_freed(&mut self) -> Option<Waker> {
-        if self.closed || self.waiters.is_empty() || self.slots() >= self.max_size {
+        if self.closed || self.waiters.is_empty() || self.slots() >= self.max_size || !self.may_create() {
             return None;
         }
         self.creating += 1;
@@ -281,6 +332,7 @@ impl<T> State<T> {
             in_use: self.in_use,
             creating: self.creating,
             waiting: self.waiters.len(),
+            cooling_down: self.cooling_until.is_some(),
             closed: self.closed,
             pool_id: self.pool_id,
             sequence: self.snapshots.0,
@@ -296,7 +348,7 @@ pub(crate) struct Core<T> {
 }
 
 impl<T> Core<T> {
-    pub(crate) fn new(sizes: Sizes, reuse: Reuse, max_waiters: Option<usize>) -> Self {
+    pub(crate) fn new(sizes: Sizes, reuse: Reuse, max_waiters: Option<usize>, max_creates: usize) -> Self {
         let Sizes { max_size, min_idle } = sizes;
         Self {
             state: Mutex::new(State {
@@ -306,6 +358,9 @@ impl<T> Core<T> {
                 creating: 0,
                 max_size,
                 min_idle,
+                max_creates,
+                cooling_until: None,
+                cool_downs_in_a_row: 0,
                 closed: false,
                 generation: 0,
                 timer_at: None,
@@ -327,17 +382,29 @@ impl<T> Core<T> {
         snapshot: Option<&mut Status>,
     ) -> Checkout<T> {
         let mut state = self.state.lock();
-        let out = self.checkout_locked(&mut state, join);
+        let out = self.checkout_locked(&mut state, join, false);
         if let Some(snapshot) = snapshot {
             *snapshot = state.status();
         }
         out
     }
 
+    /// A caller that held a slot and gave it up (its resource failed its
+    /// check while no create may start, or its create was refused for
+    /// capacity) tries again: like [`Core::checkout`], but placed in the
+    /// queue by `deadline` (its own, from when it first called `get`;
+    /// invariant 5) rather than at the back, and never refused for
+    /// `max_waiters`, as it was admitted once already.
+    pub(crate) fn rejoin<D: FnOnce() -> Option<Instant>>(&self, join: Option<Join<'_, D>>) -> Checkout<T> {
+        let mut state = self.state.lock();
+        self.checkout_locked(&mut state, join, true)
+    }
+
     fn checkout_locked<D: FnOnce() -> Option<Instant>>(
         &self,
         state: &mut State<T>,
         join: Option<Join<'_, D>>,
+        rejoining: bool,
     ) -> Checkout<T> {
         if state.closed {
             return Checkout::Closed;
@@ -352,17 +419,21 @@ impl<T> Core<T> {
                 let low = state.idle.len() < state.min_idle();
                 return Checkout::Resource(entry, low);
             }
-            if state.slots() < state.max_size {
+            if state.slots() < state.max_size && state.may_create() {
                 state.creating += 1;
                 return Checkout::Slot;
             }
         }
         let Some(join) = join else { return Checkout::Exhausted };
-        if state.waiters.len() >= self.max_waiters {
+        if state.waiters.len() >= self.max_waiters && !rejoining {
             return Checkout::Overloaded;
         }
         let deadline = (join.deadline)();
-        let key = state.waiters.push_back(join.waker.clone(), deadline);
+        let key = if rejoining {
+            state.waiters.insert_by_deadline(join.waker.clone(), deadline)
+        } else {
+            state.waiters.push_back(join.waker.clone(), deadline)
+        };
         let wake_timer = deadline.is_some_and(|d| state.timer_at.is_none_or(|at| d < at));
         if wake_timer {
             state.timer_at = deadline;
@@ -376,7 +447,10 @@ impl<T> Core<T> {
     }
 
     /// Times out every waiter at the front whose deadline is `now` or
-    /// earlier, and says when to look again: the new first waiter's deadline.
+    /// earlier, then ends the cool-down if it is over (granting the slots
+    /// it held back to the waiters left, invariant 6), and says when to
+    /// look again: the new first waiter's deadline or the cool-down's end.
+    /// Timeouts come first, so no slot goes to a waiter whose time is up.
     pub(crate) fn expire(&self, now: Instant) -> Expired {
         let mut state = self.state.lock();
         let mut wake = Vec::new();
@@ -386,8 +460,40 @@ impl<T> Core<T> {
                 Err(_) => unreachable!("the queue has a first waiter"),
             }
         }
-        state.timer_at = state.waiters.front_deadline();
-        Expired { wake, next: state.timer_at }
+        let cooled = state.cooling_until.is_some_and(|until| until <= now);
+        if cooled {
+            state.cooling_until = None;
+            while let Some(waker) = state.slot_freed() {
+                wake.push(waker);
+            }
+        }
+        state.timer_at = match (state.waiters.front_deadline(), state.cooling_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Expired { wake, next: state.timer_at, cooled }
+    }
+
+    /// A create was refused because the backend has no free slots: enters
+    /// a cool-down of `cooldown::length` (jittered by `random`) unless the
+    /// pool is cooling down already or closed (invariant 6). Call before
+    /// the refused create's slot is given up, so the slot cannot go to a
+    /// waiter that would create again at once.
+    pub(crate) fn refused(&self, now: Instant, random: u64) -> Refused {
+        let mut state = self.state.lock();
+        let held = state.idle.len() + state.in_use;
+        if state.closed || state.cooling_until.is_some() {
+            return Refused { held, cool_down: None };
+        }
+        state.cool_downs_in_a_row = state.cool_downs_in_a_row.saturating_add(1);
+        let length = crate::cooldown::length(state.cool_downs_in_a_row, random);
+        let until = now.checked_add(length).unwrap_or(now);
+        state.cooling_until = Some(until);
+        let wake_timer = state.timer_at.is_none_or(|at| until < at);
+        if wake_timer {
+            state.timer_at = Some(until);
+        }
+        Refused { held, cool_down: Some(CoolDown { length, wake_timer }) }
     }
 
     /// Polls a queued waiter; on `Ready` its key is released.
@@ -441,7 +547,8 @@ impl<T> Core<T> {
         state.slot_freed()
     }
 
-    /// A reserved slot is given up: its create failed or was cancelled.
+    /// A reserved slot is given up: its create failed or was cancelled. The
+    /// turn to create it held goes to the first waiter (invariant 6).
     pub(crate) fn abandon_slot(&self) -> Option<Waker> {
         let mut state = self.state.lock();
         state.creating -= 1;
@@ -449,32 +556,48 @@ impl<T> Core<T> {
     }
 
     /// The caller's reserved slot now holds a resource it keeps. Returns the
-    /// entry back (to destroy) when the pool was closed meanwhile.
-    pub(crate) fn fill_slot(&self, entry: Entry<T>) -> Result<Entry<T>, Entry<T>> {
+    /// entry back (to destroy) when the pool was closed meanwhile. Either
+    /// way the create's turn is over, and may go to the first waiter
+    /// (invariant 6): the waker to wake.
+    pub(crate) fn fill_slot(&self, entry: Entry<T>) -> (Result<Entry<T>, Entry<T>>, Option<Waker>) {
         let mut state = self.state.lock();
         state.creating -= 1;
+        state.cool_downs_in_a_row = 0;
         if state.closed {
-            return Err(entry);
+            return (Err(entry), None);
         }
         state.in_use += 1;
-        Ok(entry)
+        let wake = state.slot_freed();
+        (Ok(entry), wake)
     }
 
     /// A resource created in the background joins the pool: to the first
-    /// waiter or the idle list.
-    pub(crate) fn add_created(&self, entry: Entry<T>) -> Returned<T> {
+    /// waiter or the idle list. The create's turn may go to the next
+    /// waiter (invariant 6): the second waker to wake.
+    pub(crate) fn add_created(&self, entry: Entry<T>) -> (Returned<T>, Option<Waker>) {
         let mut state = self.state.lock();
         state.creating -= 1;
         state.in_use += 1;
-        state.put_back(entry)
+        state.cool_downs_in_a_row = 0;
+        let returned = state.put_back(entry);
+        let wake = state.slot_freed();
+        (returned, wake)
     }
 
-    /// A checked-out resource failed its check and was destroyed, but the
-    /// caller keeps the slot to create a replacement.
-    pub(crate) fn swap_for_slot(&self) {
+    /// A checked-out resource failed its check and is destroyed. If a
+    /// create may start, the caller keeps its slot to create a replacement
+    /// (`true`); otherwise the slot is given up (`false`: no one else may
+    /// use it either, invariant 6) and the caller waits again with
+    /// [`Core::rejoin`].
+    pub(crate) fn swap_for_slot(&self) -> bool {
         let mut state = self.state.lock();
         state.in_use -= 1;
-        state.creating += 1;
+        if state.may_create() {
+            state.creating += 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// The current generation; resources from older ones are evicted on return.
@@ -603,6 +726,7 @@ impl<T> Core<T> {
         }
         if state.idle.len() + upkeep.check.len() < state.min_idle()
             && state.slots() < state.max_size
+            && state.may_create()
             && state.waiters.is_empty()
         {
             state.creating += 1;
@@ -620,10 +744,14 @@ impl<T> Core<T> {
         }
     }
 
-    /// Whether fewer than `min_idle` resources are idle and a slot is free.
+    /// Whether fewer than `min_idle` resources are idle and a slot may be
+    /// reserved for a create.
     pub(crate) fn needs_refill(&self) -> bool {
         let state = self.state.lock();
-        !state.closed && state.idle.len() < state.min_idle() && state.slots() < state.max_size
+        !state.closed
+            && state.idle.len() < state.min_idle()
+            && state.slots() < state.max_size
+            && state.may_create()
     }
 
     /// Whether the pool keeps idle resources ready at all (`min_idle` > 0),

@@ -87,6 +87,43 @@ impl<T> WaiterQueue<T> {
         key
     }
 
+    /// Inserts a new waiter before the first one whose deadline is later
+    /// than `deadline` (`None`: never), so the deadlines stay in order
+    /// front to back, and returns its key. Walks the queue from the back:
+    /// a caller that waits again is usually among the last to have come.
+    pub(crate) fn insert_by_deadline(&mut self, waker: Waker, deadline: Option<Instant>) -> usize {
+        let later = |node: &Node<T>| match (node.deadline, deadline) {
+            (None, Some(_)) => true,
+            (Some(theirs), Some(ours)) => theirs > ours,
+            (_, None) => false,
+        };
+        // The waiter to insert after (NIL: at the front).
+        let mut after = self.tail;
+        while let Some(node) = self.nodes.get(after) {
+            if !later(node) {
+                break;
+            }
+            after = node.prev;
+        }
+        if after == self.tail {
+            return self.push_back(waker, deadline);
+        }
+        let next = if after == NIL { self.head } else { self.nodes[after].next };
+        let key = self.push_back(waker, deadline);
+        // Move it from the back to between `after` and `next`.
+        self.unlink(key);
+        self.len += 1;
+        self.nodes[key].prev = after;
+        self.nodes[key].next = next;
+        self.nodes[next].prev = key;
+        if after == NIL {
+            self.head = key;
+        } else {
+            self.nodes[after].next = key;
+        }
+        key
+    }
+
     /// Serves the first waiter with `grant` and returns its waker, or gives
     /// the grant back when nobody waits.
     pub(crate) fn grant_front(&mut self, grant: Grant<T>) -> Result<Option<Waker>, Grant<T>> {

@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pool_core::{
-    DestroyReason, Event, EventKind, Manager, Observer, Pool, ResourceInfo, Status, TimeoutPhase,
+    DestroyReason, Error, Event, EventKind, Manager, Observer, Pool, ResourceInfo, Status, TimeoutPhase,
 };
 
 /// What one call to `create` or `recycle` does.
@@ -29,6 +29,13 @@ pub(crate) enum Outcome {
     Slow(Duration),
     /// Never completes.
     Never,
+    /// Fails at once, refused because the backend is full
+    /// (`Manager::is_capacity_error` says so).
+    Full,
+    /// Waits until [`Fake::release_creates`] lets it go, then succeeds.
+    Gated,
+    /// Refused like [`Outcome::Full`], after this long.
+    FullAfter(Duration),
     /// Panics.
     Panic,
 }
@@ -90,9 +97,14 @@ impl Script {
 struct Counters {
     created: usize,
     destroyed: Vec<(usize, DestroyReason)>,
+    /// `create` calls running now, and the most seen at once.
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 struct Inner {
+    /// Lets [`Outcome::Gated`] creates finish.
+    gate: tokio::sync::Semaphore,
     create: Mutex<Script>,
     recycle: Mutex<Script>,
     counters: Mutex<Counters>,
@@ -109,10 +121,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn play(outcome: Outcome, what: &str) -> Result<(), FakeError> {
+/// The error of [`Outcome::Full`], PostgreSQL's words.
+pub(crate) const FULL: &str = "sorry, too many clients already";
+
+async fn play(outcome: Outcome, what: &str, gate: &tokio::sync::Semaphore) -> Result<(), FakeError> {
     match outcome {
         Outcome::Ok => Ok(()),
         Outcome::Fail(msg) => Err(FakeError(msg.to_owned())),
+        Outcome::Full => Err(FakeError(FULL.to_owned())),
+        Outcome::FullAfter(d) => {
+            tokio::time::sleep(d).await;
+            Err(FakeError(FULL.to_owned()))
+        }
+        Outcome::Gated => {
+            gate.acquire().await.expect("the gate is never closed").forget();
+            Ok(())
+        }
         Outcome::Slow(d) => {
             tokio::time::sleep(d).await;
             Ok(())
@@ -127,6 +151,7 @@ impl Fake {
     pub(crate) fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
+                gate: tokio::sync::Semaphore::new(0),
                 create: Mutex::new(Script::new()),
                 recycle: Mutex::new(Script::new()),
                 counters: Mutex::new(Counters::default()),
@@ -167,6 +192,21 @@ impl Fake {
         let mut script = lock(&self.inner.recycle);
         script.queue.clear();
         script.then = Box::new(move |_| outcome.clone());
+    }
+
+    /// Lets `n` [`Outcome::Gated`] creates (running or to come) finish.
+    pub(crate) fn release_creates(&self, n: usize) {
+        self.inner.gate.add_permits(n);
+    }
+
+    /// `create` calls running now.
+    pub(crate) fn creates_in_flight(&self) -> usize {
+        lock(&self.inner.counters).in_flight
+    }
+
+    /// The most `create` calls that ran at once so far.
+    pub(crate) fn most_creates_in_flight(&self) -> usize {
+        lock(&self.inner.counters).most_in_flight
     }
 
     /// Calls to `create` so far (finished or not).
@@ -221,7 +261,8 @@ impl Manager for Fake {
 
     async fn create(&self) -> Result<Conn, FakeError> {
         let outcome = lock(&self.inner.create).next();
-        play(outcome, "create").await?;
+        let _in_flight = InFlight::enter(&self.inner.counters);
+        play(outcome, "create", &self.inner.gate).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::SeqCst);
         lock(&self.inner.counters).created += 1;
         Ok(Conn { id, broken: Arc::new(AtomicBool::new(false)) })
@@ -229,7 +270,11 @@ impl Manager for Fake {
 
     async fn recycle(&self, _conn: &mut Conn, _info: &ResourceInfo) -> Result<(), FakeError> {
         let outcome = lock(&self.inner.recycle).next();
-        play(outcome, "recycle").await
+        play(outcome, "recycle", &self.inner.gate).await
+    }
+
+    fn is_capacity_error(&self, error: &FakeError) -> bool {
+        error.0 == FULL
     }
 
     fn is_broken(&self, conn: &mut Conn) -> bool {
@@ -238,6 +283,24 @@ impl Manager for Fake {
 
     fn destroy(&self, conn: Conn, reason: DestroyReason) {
         lock(&self.inner.counters).destroyed.push((conn.id, reason));
+    }
+}
+
+/// Counts one running `create` (also one cancelled halfway) while alive.
+struct InFlight<'a>(&'a Mutex<Counters>);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a Mutex<Counters>) -> Self {
+        let mut c = lock(counters);
+        c.in_flight += 1;
+        c.most_in_flight = c.most_in_flight.max(c.in_flight);
+        Self(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.0).in_flight -= 1;
     }
 }
 
@@ -252,6 +315,7 @@ pub(crate) enum Seen {
     Acquired(Duration),
     Released(Duration),
     TimedOut(TimeoutPhase),
+    CapacityRefused(Duration),
     Rejected,
     Destroyed(DestroyReason),
     LeakSuspected { held: Duration, file: &'static str, line: u32 },
@@ -302,6 +366,7 @@ impl Observer for Recorder {
             EventKind::Acquired { waited } => Seen::Acquired(*waited),
             EventKind::Released { held } => Seen::Released(*held),
             EventKind::TimedOut { phase } => Seen::TimedOut(*phase),
+            EventKind::CapacityRefused { cooldown } => Seen::CapacityRefused(*cooldown),
             EventKind::Rejected => Seen::Rejected,
             EventKind::Destroyed { reason } => Seen::Destroyed(*reason),
             EventKind::LeakSuspected { held, location } => {
@@ -312,6 +377,48 @@ impl Observer for Recorder {
         };
         lock(&self.events).push((seen, event.status));
     }
+}
+
+/// A `tracing` subscriber that keeps every event as `LEVEL field=value ...`.
+#[derive(Clone, Default)]
+pub(crate) struct Logs(Arc<Mutex<Vec<String>>>);
+
+impl Logs {
+    /// Every line so far.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        lock(&self.0).clone()
+    }
+}
+
+impl tracing::Subscriber for Logs {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                let _ = std::fmt::Write::write_fmt(&mut self.0, format_args!(" {}={value:?}", field.name()));
+            }
+        }
+        let mut line = Line(event.metadata().level().to_string());
+        event.record(&mut line);
+        lock(&self.0).push(line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A task that gets a resource and gives it straight back: joins with the
+/// resource's id, or the error.
+pub(crate) fn spawn_get(pool: &Pool<Fake>) -> tokio::task::JoinHandle<Result<usize, Error<FakeError>>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.get().await.map(|conn| conn.id) })
 }
 
 /// `(size, idle, in_use, creating, waiting)`, for compact assertions.
@@ -328,7 +435,12 @@ pub(crate) fn check_consistent(s: &Status, max_bound: usize) -> Result<(), Strin
         (s.size + s.creating <= max_bound, "size + creating <= the largest max_size"),
         (s.size + s.creating <= s.max_size || s.idle == 0, "nothing idle above max_size after a shrink"),
         (s.waiting == 0 || s.idle == 0, "nobody waits while something is idle"),
-        (s.waiting == 0 || s.size + s.creating >= s.max_size, "nobody waits while a slot is free"),
+        // A slot may be free while creates are at `max_concurrent_creates`
+        // (at least 1, so then `creating > 0`) or the pool cools down.
+        (
+            s.waiting == 0 || s.size + s.creating >= s.max_size || s.creating > 0 || s.cooling_down,
+            "nobody waits while a slot is free and a create may start",
+        ),
         (!s.closed || (s.idle == 0 && s.waiting == 0), "a closed pool keeps nothing idle or queued"),
     ];
     match rules.iter().find(|(holds, _)| !holds) {

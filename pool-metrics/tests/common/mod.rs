@@ -22,6 +22,9 @@ pub(crate) enum Outcome {
     Ok,
     /// Fails at once.
     Fail,
+    /// Fails at once, refused because the backend is full
+    /// (`Manager::is_capacity_error` says so).
+    Full,
     /// Succeeds after this long.
     Slow(Duration),
 }
@@ -70,10 +73,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The error of [`Outcome::Full`].
+const FULL: &str = "sorry, too many clients already (scripted)";
+
 async fn play(outcome: Outcome, what: &str) -> io::Result<()> {
     match outcome {
         Outcome::Ok => Ok(()),
         Outcome::Fail => Err(io::Error::other(format!("{what} failed (scripted)"))),
+        Outcome::Full => Err(io::Error::other(FULL)),
         Outcome::Slow(took) => {
             tokio::time::sleep(took).await;
             Ok(())
@@ -98,6 +105,10 @@ impl Manager for Fake {
 
     fn is_broken(&self, conn: &mut Conn) -> bool {
         conn.broken
+    }
+
+    fn is_capacity_error(&self, error: &io::Error) -> bool {
+        error.to_string() == FULL
     }
 }
 
