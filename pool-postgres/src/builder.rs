@@ -161,6 +161,7 @@ impl PgPoolBuilder {
             .name(name)
             .max_size(s.max_size)
             .min_idle(s.min_idle)
+            .max_concurrent_creates(s.max_concurrent_creates)
             .acquire_timeout(s.acquire_timeout)
             .create_timeout(s.create_timeout)
             .recycle_timeout(s.recycle_timeout)

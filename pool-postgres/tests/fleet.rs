@@ -59,11 +59,14 @@ fn eight_instances_of_ten_against_forty_slots_wait_instead_of_failing() {
     let check = common::pool(&server, "connection_limit=1");
     runtime.block_on(async { workload::check(&check.get().await.unwrap(), &outcomes).await });
 
-    // Each pool is refused at most once per cool-down (1 s, doubling), with
-    // at most max_concurrent_creates (2) connects in flight when it is.
+    // Each pool is refused about once per cool-down (1 s, doubling), with at
+    // most max_concurrent_creates (2) connects in flight when it is; twice
+    // that allows for a pool that got a slot (and so started over) as the
+    // others finished. A pool that kept trying would be refused thousands
+    // of times in the same run.
     let refused = refused_connects(&server);
     let cooldowns_per_pool = 1 + (1.0 + run_for().as_secs_f64()).log2().ceil() as usize;
-    let bound = INSTANCES as usize * 2 * cooldowns_per_pool;
+    let bound = INSTANCES as usize * 2 * 2 * cooldowns_per_pool;
     println!("the server refused {refused} connects (bound {bound})");
     assert!(refused <= bound, "{refused} refused connects: the pools kept trying to grow (bound {bound})");
 }

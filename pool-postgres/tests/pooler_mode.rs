@@ -115,7 +115,7 @@ async fn session_state_can_be_sent_with_a_warning_instead() {
     let runtime = tokio::runtime::Handle::current();
     let warnings = tokio::task::block_in_place(|| {
         common::warnings_during(|| {
-            runtime.block_on(client.batch_execute("SET search_path = public")).unwrap()
+            runtime.block_on(client.batch_execute("SET search_path = public")).unwrap();
         })
     });
     assert!(warnings.iter().any(|w| w.contains("session state")), "{warnings:?}");

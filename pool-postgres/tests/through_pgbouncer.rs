@@ -73,7 +73,7 @@ fn one_instance_through_pgbouncer() {
         match pool_postgres::insight::server_limits(&client).await {
             Ok(limits) if limits.max_connections == 50 => outcome.ok += 1,
             Ok(limits) => {
-                outcome.errors.push(format!("server_limits read max_connections {}", limits.max_connections))
+                outcome.errors.push(format!("server_limits read max_connections {}", limits.max_connections));
             }
             Err(e) => outcome.errors.push(format!("server_limits: {e}")),
         }

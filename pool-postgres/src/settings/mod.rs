@@ -41,6 +41,12 @@ generate::pool_settings! {
     max_size: usize, AtLeastOne,
         default pool_core::DEFAULT_MAX_SIZE => "10",
         names ["connection_limit", "pool_max_conns"];
+    /// Most connections being opened at once: a burst, or a fleet of
+    /// instances starting together, opens this many at a time per pool, and a
+    /// full server refuses at most this many before the pool cools down.
+    max_concurrent_creates: usize, AtLeastOne,
+        default pool_core::DEFAULT_MAX_CONCURRENT_CREATES => "2",
+        names ["max_concurrent_creates"];
     /// Idle connections kept open and ready.
     min_idle: usize, Count,
         default 0 => "0",

@@ -31,6 +31,14 @@ fn cases() -> Vec<(&'static str, Case)> {
             "max_size",
             Case { url: "connection_limit=7", file: json!({"max_size": 7}), builder: |b| b.max_size(7) },
         ),
+        (
+            "max_concurrent_creates",
+            Case {
+                url: "max_concurrent_creates=4",
+                file: json!({"max_concurrent_creates": 4}),
+                builder: |b| b.max_concurrent_creates(4),
+            },
+        ),
         ("min_idle", Case { url: "min_idle=0", file: json!({"min_idle": 0}), builder: |b| b.min_idle(0) }),
         ("min_idle", Case { url: "min_idle=2", file: json!({"min_idle": "2"}), builder: |b| b.min_idle(2) }),
         (

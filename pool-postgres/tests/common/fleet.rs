@@ -118,7 +118,7 @@ impl Child {
             .filter_map(|l| l.split_once("FLEET-ERROR ").map(|(_, rest)| rest.to_owned()))
             .collect();
         if errors > outcome.errors.len() {
-            outcome.errors.push(format!("... {} errors in all", errors));
+            outcome.errors.push(format!("... {errors} errors in all"));
         }
         let ids = std::fs::read_to_string(&self.ids).expect("the child's ids file");
         outcome.acknowledged = ids.lines().map(|l| l.parse().unwrap()).collect();
