@@ -104,3 +104,29 @@ async fn the_start_up_budget_check_warns_when_the_instances_would_not_fit() {
     assert!(!budget.fits(), "3 x 8 = 24 > 20: {budget}");
     assert!(warnings.iter().any(|w| w.contains("do not fit") && w.contains("short by")), "{warnings:?}");
 }
+
+#[tokio::test]
+async fn the_budget_counts_sibling_instances_once() {
+    let server = common::server_with_max_connections(30);
+    // Two instances of one service (same application_name), each holding 4.
+    let url = "connection_limit=5&application_name=billing";
+    let (first, second) = (common::pool(&server, url), common::pool(&server, url));
+    let mut held = Vec::new();
+    for pool in [&first, &second] {
+        for _ in 0..4 {
+            let client = pool.get().await.unwrap();
+            client.query_one("SELECT 1", &[]).await.unwrap();
+            held.push(client);
+        }
+    }
+    // And someone else holding 3.
+    let other = common::pool(&server, "connection_limit=3&application_name=reports");
+    for _ in 0..3 {
+        held.push(other.get().await.unwrap());
+    }
+    let budget = first.check_budget(4).await.unwrap();
+    // 4 x 5 = 20 needed; the 8 billing sessions are part of that, not "others".
+    assert_eq!((budget.needed, budget.others), (20, 3), "{budget}");
+    assert_eq!(budget.headroom, 30 - 3 - 20, "{budget}");
+    drop(held);
+}
