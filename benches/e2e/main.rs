@@ -2,7 +2,10 @@
 //! of getting connections (a connection per call, a pool per call,
 //! deadpool-postgres, bb8-postgres, pool-postgres, and pgbench as the
 //! reference), in one run, one after the other, against a throwaway server
-//! (or `DATABASE_URL`).
+//! (or `DATABASE_URL`); then the same workloads through a throwaway
+//! PgBouncer in transaction mode in front of a throwaway server
+//! (pool-postgres in pooler mode, deadpool-postgres with `simple_query`,
+//! pgbench with `-M simple`).
 //!
 //! ```sh
 //! cargo run --release -p benches --bin e2e            # full run: every cell, minutes
@@ -18,6 +21,7 @@ mod output;
 mod pgbench;
 mod plots;
 mod strategies;
+mod through_pgbouncer;
 mod workloads;
 
 use std::path::PathBuf;
@@ -37,6 +41,7 @@ use crate::workloads::Workload;
 /// strategy, against a throwaway server (or DATABASE_URL).
 #[derive(Debug, Parser)]
 #[command(name = "e2e")]
+#[allow(clippy::struct_excessive_bools, reason = "command-line switches")]
 struct Args {
     /// Smoke test: tiny durations, concurrency 1 and 16, a tight case with
     /// 100 tasks, pgbench with -t instead of -T; a few seconds in all.
@@ -49,7 +54,8 @@ struct Args {
     #[arg(long)]
     warmup: Option<f64>,
     /// Only these strategies (comma-separated): naive, naive_pool, deadpool,
-    /// deadpool_cached, bb8, pool, pool_prepared, pgbench, pgbench_c.
+    /// deadpool_cached, bb8, pool, pool_prepared, pgbench, pgbench_c; and
+    /// through PgBouncer pool_pgbouncer, deadpool_simple, pgbench_simple.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these workloads (comma-separated): select1, point_read, short_tx.
@@ -80,6 +86,20 @@ struct Args {
     /// Skip the tight case.
     #[arg(long)]
     no_tight: bool,
+    /// Skip the through-PgBouncer part.
+    #[arg(long)]
+    no_pgbouncer: bool,
+    /// Run only the through-PgBouncer part (no grid, no tight case).
+    #[arg(long, conflicts_with = "no_pgbouncer")]
+    pgbouncer_only: bool,
+    /// Concurrency levels of the through-PgBouncer part (comma-separated).
+    /// Default 16,64,256 (16 with --quick).
+    #[arg(long, value_delimiter = ',')]
+    pgbouncer_concurrency: Vec<usize>,
+    /// PgBouncer's default_pool_size (server connections per database and
+    /// user) in the through-PgBouncer part; the client pools keep --pool-size.
+    #[arg(long, default_value_t = 5)]
+    pgbouncer_pool_size: u32,
     /// Start a throwaway server even when DATABASE_URL is set.
     #[arg(long)]
     own_server: bool,
@@ -116,6 +136,9 @@ pub(crate) struct Server {
     pub(crate) grid_max_connections: i64,
     pub(crate) tight_max_connections: Option<i64>,
     pub(crate) pgbench: Option<String>,
+    /// PgBouncer's version line, when the through-PgBouncer part ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pgbouncer: Option<String>,
 }
 
 /// The run's settings.
@@ -131,6 +154,21 @@ pub(crate) struct Settings {
     pub(crate) tight_tasks: Option<usize>,
     pub(crate) tight_workload: Workload,
     pub(crate) sample_ms: u64,
+    /// Concurrency levels of the through-PgBouncer part (empty: skipped).
+    #[serde(default)]
+    pub(crate) pgbouncer_concurrency: Vec<usize>,
+    #[serde(default)]
+    pub(crate) pgbouncer_pool_size: u32,
+    /// The strategies of the through-PgBouncer part.
+    #[serde(default)]
+    pub(crate) pgbouncer_strategies: Vec<Strategy>,
+    /// Whether the grid (and the tight case) ran.
+    #[serde(default = "yes")]
+    pub(crate) grid: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One cell's result, with what the parent saw of the server meanwhile.
@@ -162,6 +200,9 @@ pub(crate) struct Report {
     pub(crate) settings: Settings,
     pub(crate) cells: Vec<CellRecord>,
     pub(crate) tight: Vec<CellRecord>,
+    /// The through-PgBouncer part.
+    #[serde(default)]
+    pub(crate) pgbouncer: Vec<CellRecord>,
     pub(crate) targets: Vec<output::Target>,
 }
 
@@ -219,9 +260,24 @@ fn settings(args: &Args) -> Result<Settings, String> {
     } else {
         args.concurrency.clone()
     };
-    if concurrency.contains(&0) {
+    let pgbouncer_concurrency = if args.no_pgbouncer {
+        Vec::new()
+    } else if args.pgbouncer_concurrency.is_empty() {
+        if quick { vec![16] } else { vec![16, 64, 256] }
+    } else {
+        args.pgbouncer_concurrency.clone()
+    };
+    if concurrency.contains(&0) || pgbouncer_concurrency.contains(&0) {
         return Err("a concurrency of 0 runs nothing".into());
     }
+    let (all_strategies, pgbouncer_strategies): (Vec<_>, Vec<_>) = parse_list(
+        &args.only,
+        &[&Strategy::ALL[..], &Strategy::THROUGH_PGBOUNCER[..]].concat(),
+        Strategy::parse,
+        "strategy",
+    )?
+    .into_iter()
+    .partition(|s| !s.through_pgbouncer());
     let settings = Settings {
         warmup_s: args.warmup.unwrap_or(if quick { 0.04 } else { 0.5 }),
         seconds: args.seconds.unwrap_or(if quick { 0.08 } else { 3.0 }),
@@ -229,11 +285,16 @@ fn settings(args: &Args) -> Result<Settings, String> {
         rows: args.rows.unwrap_or(if quick { 10_000 } else { 100_000 }),
         concurrency,
         workloads: parse_list(&args.workloads, &Workload::ALL, Workload::parse, "workload")?,
-        strategies: parse_list(&args.only, &Strategy::ALL, Strategy::parse, "strategy")?,
-        tight_tasks: (!args.no_tight).then(|| args.tight_tasks.unwrap_or(if quick { 100 } else { 1000 })),
+        strategies: all_strategies,
+        tight_tasks: (!args.no_tight && !args.pgbouncer_only)
+            .then(|| args.tight_tasks.unwrap_or(if quick { 100 } else { 1000 })),
         tight_workload: Workload::parse(&args.tight_workload)
             .ok_or_else(|| format!("unknown workload {:?}", args.tight_workload))?,
         sample_ms: args.sample_ms.max(1),
+        pgbouncer_concurrency,
+        pgbouncer_pool_size: args.pgbouncer_pool_size.max(1),
+        pgbouncer_strategies,
+        grid: !args.pgbouncer_only,
     };
     if !(settings.seconds > 0.0 && settings.warmup_s >= 0.0) || settings.pool_size == 0 || settings.rows < 1 {
         return Err("--seconds and --pool-size and --rows must be positive, --warmup not negative".into());
@@ -285,7 +346,7 @@ fn throwaway(max_connections: u32) -> Result<Database, String> {
 }
 
 /// Creates the table and reads the server's version and max_connections.
-async fn prepare(url: &str, rows: i32) -> Result<(String, i64), String> {
+pub(crate) async fn prepare(url: &str, rows: i32) -> Result<(String, i64), String> {
     let config = cell::client_config(url, "e2e-setup")?;
     let (client, connection) =
         config.connect(tokio_postgres::NoTls).await.map_err(|e| format!("connecting to {url}: {e}"))?;
@@ -336,7 +397,7 @@ async fn measure(
 }
 
 /// What every cell of the run shares.
-struct Run<'a> {
+pub(crate) struct Run<'a> {
     settings: &'a Settings,
     quick: bool,
     pgbench_version: Option<&'a String>,
@@ -363,6 +424,7 @@ fn job(
         }
         return Ok(Job::Pgbench(pgbench::Run {
             connect_each: strategy == Strategy::PgbenchC,
+            simple: strategy == Strategy::PgbenchSimple,
             workload,
             concurrency,
             warmup_s: settings.warmup_s,
@@ -405,20 +467,26 @@ fn progress(done: usize, total: usize, r: &CellRecord) {
     );
 }
 
-struct Part<'a> {
+pub(crate) struct Part<'a> {
+    /// Where the cells connect.
     url: &'a str,
+    /// The server itself, for the sampler (the same as `url` unless a
+    /// pooler is in between).
+    server_url: &'a str,
+    /// Server connections that may stay open between cells (a pooler's own).
+    lingering: i64,
     cells: Vec<(Workload, usize, Strategy)>,
     keep_timeline: bool,
 }
 
-async fn run_part(
+pub(crate) async fn run_part(
     run: &Run<'_>,
     part: Part<'_>,
     done: &mut usize,
     total: usize,
 ) -> Result<Vec<CellRecord>, String> {
     let settings = run.settings;
-    let config = cell::client_config(part.url, "e2e-sampler")?;
+    let config = cell::client_config(part.server_url, "e2e-sampler")?;
     let mut sampler = Sampler::connect(&config).await.map_err(|e| format!("sampler: {e}"))?;
     let baseline = sampler.count().await.map_err(|e| format!("sampler: {e}"))?;
     let target = Target {
@@ -429,7 +497,7 @@ async fn run_part(
     let mut records = Vec::new();
     for (workload, concurrency, strategy) in part.cells {
         let (outcome, samples) = match job(run, &target, strategy, workload, concurrency) {
-            Ok(job) => measure(&mut sampler, job, baseline, every).await,
+            Ok(job) => measure(&mut sampler, job, baseline + part.lingering, every).await,
             Err(reason) => (CellOutcome::failed(format!("skipped: {reason}")), Samples::default()),
         };
         let record = CellRecord {
@@ -454,6 +522,29 @@ async fn run_part(
     Ok(records)
 }
 
+/// The tight case: many tasks against a server with few slots, on its own
+/// throwaway server; returns its cells and that server's max_connections.
+fn tight_part(
+    run: &Run<'_>,
+    runtime: &tokio::runtime::Runtime,
+    args: &Args,
+    strategies: &[Strategy],
+    done: &mut usize,
+    total: usize,
+) -> Result<(Vec<CellRecord>, Option<i64>), String> {
+    let settings = run.settings;
+    let Some(tasks) = settings.tight_tasks else { return Ok((Vec::new(), None)) };
+    if !TestServer::binaries_available() {
+        eprintln!("e2e: no PostgreSQL server binaries for the tight case's own server; skipped");
+        return Ok((Vec::new(), None));
+    }
+    let server = throwaway(args.tight_max_connections)?;
+    let (_, max) = runtime.block_on(prepare(&server.url, settings.rows))?;
+    let cells = strategies.iter().map(|&s| (settings.tight_workload, tasks, s)).collect();
+    let part = Part { url: &server.url, server_url: &server.url, lingering: 0, cells, keep_timeline: true };
+    Ok((runtime.block_on(run_part(run, part, done, total))?, Some(max)))
+}
+
 fn orchestrate(args: &Args) -> Result<(), String> {
     let settings = settings(args)?;
     let quick = args.quick;
@@ -471,57 +562,56 @@ fn orchestrate(args: &Args) -> Result<(), String> {
     let pgbench_version = pgbench::version();
 
     let database_url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty() && !args.own_server);
-    let grid = match &database_url {
-        Some(url) => Database { url: url.clone(), _server: None },
-        None => throwaway(args.max_connections)?,
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("could not start the Tokio runtime: {e}"))?;
 
     let mut grid_cells = Vec::new();
-    for &w in &settings.workloads {
-        for &c in &settings.concurrency {
-            grid_cells.extend(settings.strategies.iter().map(|&s| (w, c, s)));
+    if settings.grid {
+        for &w in &settings.workloads {
+            for &c in &settings.concurrency {
+                grid_cells.extend(settings.strategies.iter().map(|&s| (w, c, s)));
+            }
         }
     }
     let tight_strategies: Vec<_> = settings.strategies.iter().copied().filter(|s| !s.is_pgbench()).collect();
     let tight_count = if settings.tight_tasks.is_some() { tight_strategies.len() } else { 0 };
-    let total = grid_cells.len() + tight_count;
+    let pgbouncer_cells = through_pgbouncer::cells(&settings);
+    let total = grid_cells.len() + tight_count + pgbouncer_cells.len();
     let mut done = 0;
-
-    let (version, grid_max) = runtime.block_on(prepare(&grid.url, settings.rows))?;
-    eprintln!(
-        "e2e: PostgreSQL {version} (max_connections {grid_max}), {} cells; load average {:?}",
-        total, machine.load_average_start
-    );
     let run = Run { settings: &settings, quick, pgbench_version: pgbench_version.as_ref() };
-    let cells = runtime.block_on(run_part(
-        &run,
-        Part { url: &grid.url, cells: grid_cells, keep_timeline: false },
-        &mut done,
-        total,
-    ))?;
-    drop(grid);
 
-    let mut tight = Vec::new();
-    let mut tight_max = None;
-    if let Some(tasks) = settings.tight_tasks {
-        if TestServer::binaries_available() {
-            let server = throwaway(args.tight_max_connections)?;
-            let (_, max) = runtime.block_on(prepare(&server.url, settings.rows))?;
-            tight_max = Some(max);
-            let cells = tight_strategies.iter().map(|&s| (settings.tight_workload, tasks, s)).collect();
-            tight = runtime.block_on(run_part(
-                &run,
-                Part { url: &server.url, cells, keep_timeline: true },
-                &mut done,
-                total,
-            ))?;
-        } else {
-            eprintln!("e2e: no PostgreSQL server binaries for the tight case's own server; skipped");
-        }
+    let (mut version, mut grid_max) = (String::new(), 0);
+    let mut cells = Vec::new();
+    if settings.grid {
+        let grid = match &database_url {
+            Some(url) => Database { url: url.clone(), _server: None },
+            None => throwaway(args.max_connections)?,
+        };
+        (version, grid_max) = runtime.block_on(prepare(&grid.url, settings.rows))?;
+        eprintln!(
+            "e2e: PostgreSQL {version} (max_connections {grid_max}), {} cells; load average {:?}",
+            total, machine.load_average_start
+        );
+        cells = runtime.block_on(run_part(
+            &run,
+            Part {
+                url: &grid.url,
+                server_url: &grid.url,
+                lingering: 0,
+                cells: grid_cells,
+                keep_timeline: false,
+            },
+            &mut done,
+            total,
+        ))?;
+    }
+
+    let (tight, tight_max) = tight_part(&run, &runtime, args, &tight_strategies, &mut done, total)?;
+    let through = through_pgbouncer::run(&run, &runtime, pgbouncer_cells, &mut done, total)?;
+    if version.is_empty() {
+        version.clone_from(&through.server_version);
     }
     machine.load_average_end = load_average();
 
@@ -544,10 +634,12 @@ fn orchestrate(args: &Args) -> Result<(), String> {
             grid_max_connections: grid_max,
             tight_max_connections: tight_max,
             pgbench: pgbench_version,
+            pgbouncer: through.pgbouncer_version,
         },
         settings,
         cells,
         tight,
+        pgbouncer: through.cells,
         targets: Vec::new(),
     };
     report.targets = output::targets(&report);

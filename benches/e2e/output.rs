@@ -62,33 +62,62 @@ fn ran(r: &CellRecord) -> bool {
     !r.outcome.note.as_deref().is_some_and(|n| n.starts_with("skipped"))
 }
 
+/// The cells a ratio is taken over: the grid's or the through-PgBouncer part's.
+#[derive(Clone, Copy)]
+enum Over {
+    Grid,
+    PgBouncer,
+}
+
+impl Over {
+    fn cells(self, report: &Report) -> &[CellRecord] {
+        match self {
+            Self::Grid => &report.cells,
+            Self::PgBouncer => &report.pgbouncer,
+        }
+    }
+
+    fn concurrency(self, report: &Report) -> &[usize] {
+        match self {
+            Self::Grid => &report.settings.concurrency,
+            Self::PgBouncer => &report.settings.pgbouncer_concurrency,
+        }
+    }
+}
+
 /// Ratios `a / b` of throughput for every (workload, concurrency) where
-/// both ran; checks each against `min`.
+/// both ran; checks each against `min`, and (with `clean`) that `a` had no
+/// errors.
+#[allow(clippy::too_many_arguments)]
 fn ratio_target(
     report: &Report,
+    over: Over,
     name: String,
     a: Strategy,
     bs: &[Strategy],
     min: f64,
     from_c: usize,
+    clean: bool,
 ) -> Target {
     let mut met = None;
     let mut parts = Vec::new();
+    let cells = over.cells(report);
     for &w in &report.settings.workloads {
         let mut row = Vec::new();
-        for &c in report.settings.concurrency.iter().filter(|&&c| c >= from_c) {
-            let Some(num) = find(&report.cells, w, c, a).filter(|r| ran(r)) else { continue };
-            let denoms: Vec<_> =
-                bs.iter().filter_map(|&b| find(&report.cells, w, c, b)).filter(|r| ran(r)).collect();
+        for &c in over.concurrency(report).iter().filter(|&&c| c >= from_c) {
+            let Some(num) = find(cells, w, c, a).filter(|r| ran(r)) else { continue };
+            let denoms: Vec<_> = bs.iter().filter_map(|&b| find(cells, w, c, b)).filter(|r| ran(r)).collect();
             if denoms.len() != bs.len() {
                 continue;
             }
             let best = denoms.iter().map(|r| r.outcome.ops_per_sec).fold(0.0, f64::max);
             let ratio = if best > 0.0 { num.outcome.ops_per_sec / best } else { f64::INFINITY };
-            let ok = ratio >= min;
+            let errors = num.outcome.error_total();
+            let ok = ratio >= min && (!clean || errors == 0);
             met = Some(met.unwrap_or(true) && ok);
             let shown = if ratio.is_finite() { format!("{ratio:.2}×") } else { "∞ (0 ops)".to_owned() };
-            row.push(format!("c={c}: {shown}{}", if ok { "" } else { " ✗" }));
+            let errors = if clean { format!(", {errors} errors") } else { String::new() };
+            row.push(format!("c={c}: {shown}{errors}{}", if ok { "" } else { " ✗" }));
         }
         if !row.is_empty() {
             parts.push(format!("{}: {}", w.name(), row.join(", ")));
@@ -99,32 +128,50 @@ fn ratio_target(
 
 /// The issue's targets, each with the measured figures behind the verdict.
 pub(crate) fn targets(report: &Report) -> Vec<Target> {
-    use Strategy::{Deadpool, DeadpoolCached, Naive, NaivePool, Pool};
+    use Strategy::{Deadpool, DeadpoolCached, DeadpoolSimple, Naive, NaivePool, Pool, PoolPgbouncer};
     let mut out = vec![
         ratio_target(
             report,
+            Over::Grid,
             "pool ≥ 3× deadpool (both SQL text), every concurrency".into(),
             Pool,
             &[Deadpool],
             3.0,
             0,
+            false,
         ),
         ratio_target(
             report,
+            Over::Grid,
             "pool ≥ 1.0× deadpool_cached (prepare_cached), every concurrency".into(),
             Pool,
             &[DeadpoolCached],
             1.0,
             0,
+            false,
         ),
         ratio_target(
             report,
+            Over::Grid,
             "pool ≥ 50× the naive strategies (the better of naive, naive_pool), every concurrency above 1"
                 .into(),
             Pool,
             &[Naive, NaivePool],
             50.0,
             2,
+            false,
+        ),
+        ratio_target(
+            report,
+            Over::PgBouncer,
+            "through PgBouncer (transaction mode): pool_pgbouncer (SQL text, bound parameters) ≥ 0.9× \
+             deadpool_simple (simple_query) with 0 errors, every concurrency"
+                .into(),
+            PoolPgbouncer,
+            &[DeadpoolSimple],
+            0.9,
+            0,
+            true,
         ),
     ];
 
@@ -288,10 +335,24 @@ pub(crate) fn markdown(report: &Report) -> String {
         s.warmup_s, s.seconds, s.pool_size, s.rows, s.sample_ms
     );
 
-    let _ = writeln!(out, "\n## Throughput (successful ops/s)\n");
-    matrix(&mut out, report, |r| ops(r.outcome.ops_per_sec));
-    let _ = writeln!(out, "\n## p99 latency\n");
-    matrix(&mut out, report, |r| ms(r.outcome.latency.p99_us));
+    if s.grid {
+        let _ = writeln!(out, "\n## Throughput (successful ops/s)\n");
+        matrix(&mut out, report, Over::Grid, |r| ops(r.outcome.ops_per_sec));
+        let _ = writeln!(out, "\n## p99 latency\n");
+        matrix(&mut out, report, Over::Grid, |r| ms(r.outcome.latency.p99_us));
+    }
+    if !report.pgbouncer.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Through PgBouncer ({}, transaction mode, default_pool_size {})\n",
+            sv.pgbouncer.as_deref().unwrap_or("PgBouncer"),
+            s.pgbouncer_pool_size
+        );
+        let _ = writeln!(out, "Throughput (successful ops/s):\n");
+        matrix(&mut out, report, Over::PgBouncer, |r| ops(r.outcome.ops_per_sec));
+        let _ = writeln!(out, "p99 latency:\n");
+        matrix(&mut out, report, Over::PgBouncer, |r| ms(r.outcome.latency.p99_us));
+    }
 
     if !report.tight.is_empty() {
         let r0 = &report.tight[0];
@@ -329,25 +390,34 @@ pub(crate) fn markdown(report: &Report) -> String {
                 cell_row(&mut out, &c.to_string(), r);
             }
         }
+        for &c in &s.pgbouncer_concurrency {
+            for r in report.pgbouncer.iter().filter(|r| r.workload == w && r.concurrency == c) {
+                cell_row(&mut out, &format!("{c}, via PgBouncer"), r);
+            }
+        }
         out.push('\n');
     }
     out
 }
 
 /// One table per workload: strategies down, concurrency across.
-fn matrix(out: &mut String, report: &Report, value: impl Fn(&CellRecord) -> String) {
+fn matrix(out: &mut String, report: &Report, over: Over, value: impl Fn(&CellRecord) -> String) {
     let s = &report.settings;
+    let (concurrency, records) = (over.concurrency(report), over.cells(report));
+    let strategies = match over {
+        Over::Grid => &s.strategies,
+        Over::PgBouncer => &s.pgbouncer_strategies,
+    };
     for &w in &s.workloads {
         let _ = writeln!(out, "**{}**\n", w.name());
-        let header: Vec<_> = s.concurrency.iter().map(|c| format!("{c} tasks")).collect();
+        let header: Vec<_> = concurrency.iter().map(|c| format!("{c} tasks")).collect();
         let _ = writeln!(out, "| strategy | {} |", header.join(" | "));
-        let _ = writeln!(out, "|---|{}", "---:|".repeat(s.concurrency.len()));
-        for &st in &s.strategies {
-            let cells: Vec<_> = s
-                .concurrency
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(concurrency.len()));
+        for &st in strategies {
+            let cells: Vec<_> = concurrency
                 .iter()
                 .map(|&c| {
-                    find(&report.cells, w, c, st).map_or_else(
+                    find(records, w, c, st).map_or_else(
                         || "–".to_owned(),
                         |r| if ran(r) { value(r) } else { "skipped".to_owned() },
                     )

@@ -2,7 +2,8 @@
 //! SQL, from a C client with persistent connections (`pgbench`) and with a
 //! new connection per transaction (`pgbench -C`).
 //!
-//! pgbench runs with `-M prepared` (like the cached strategies), `-j 2`
+//! pgbench runs with `-M prepared` (like the cached strategies; `-M simple`
+//! through PgBouncer in transaction mode, `pgbench_simple`), `-j 2`
 //! threads (this machine's core count), `-l` (a line per transaction), and
 //! for `-T` whole seconds covering the warm-up and the window. The
 //! throughput and percentiles come from its per-transaction log, over the
@@ -52,6 +53,8 @@ pub(crate) struct Summary {
 pub(crate) struct Run {
     /// `-C`: a new connection per transaction.
     pub(crate) connect_each: bool,
+    /// `-M simple` instead of `-M prepared` (through a transaction pooler).
+    pub(crate) simple: bool,
     pub(crate) workload: Workload,
     pub(crate) concurrency: usize,
     pub(crate) warmup_s: f64,
@@ -102,7 +105,7 @@ impl Run {
         let mut args = vec![
             "-n".to_owned(),
             "-M".to_owned(),
-            "prepared".to_owned(),
+            if self.simple { "simple" } else { "prepared" }.to_owned(),
             "-c".to_owned(),
             self.concurrency.to_string(),
             "-j".to_owned(),

@@ -31,6 +31,9 @@ fn color(s: Strategy) -> RGBColor {
         Strategy::PoolPrepared => RGBColor(0, 90, 0),
         Strategy::Pgbench => RGBColor(90, 90, 90),
         Strategy::PgbenchC => RGBColor(170, 170, 170),
+        Strategy::PoolPgbouncer => RGBColor(188, 189, 34),
+        Strategy::DeadpoolSimple => RGBColor(140, 86, 75),
+        Strategy::PgbenchSimple => RGBColor(127, 127, 127),
     }
 }
 

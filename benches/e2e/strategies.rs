@@ -36,6 +36,15 @@ pub(crate) enum Strategy {
     Pgbench,
     /// pgbench with a new connection per transaction (`-C -M prepared`).
     PgbenchC,
+    /// Through PgBouncer in transaction mode: pool-postgres in pooler mode
+    /// (`pgbouncer=true`) with SQL text and bound parameters.
+    PoolPgbouncer,
+    /// Through PgBouncer: deadpool-postgres with `simple_query` and the key
+    /// written into the SQL text, the usual way to use it behind a
+    /// transaction pooler.
+    DeadpoolSimple,
+    /// Through PgBouncer: pgbench with `-M simple`.
+    PgbenchSimple,
 }
 
 impl Strategy {
@@ -64,17 +73,29 @@ impl Strategy {
             Self::PoolPrepared => "pool_prepared",
             Self::Pgbench => "pgbench",
             Self::PgbenchC => "pgbench_c",
+            Self::PoolPgbouncer => "pool_pgbouncer",
+            Self::DeadpoolSimple => "deadpool_simple",
+            Self::PgbenchSimple => "pgbench_simple",
         }
     }
 
+    /// The strategies of the through-PgBouncer part, in table order.
+    pub(crate) const THROUGH_PGBOUNCER: [Strategy; 3] =
+        [Strategy::PoolPgbouncer, Strategy::DeadpoolSimple, Strategy::PgbenchSimple];
+
     /// Parses a name from [`Strategy::name`].
     pub(crate) fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
+        Self::ALL.into_iter().chain(Self::THROUGH_PGBOUNCER).find(|s| s.name() == name)
     }
 
     /// Whether this is one of the pgbench reference runs.
     pub(crate) fn is_pgbench(self) -> bool {
-        matches!(self, Self::Pgbench | Self::PgbenchC)
+        matches!(self, Self::Pgbench | Self::PgbenchC | Self::PgbenchSimple)
+    }
+
+    /// Whether this strategy runs in the through-PgBouncer part.
+    pub(crate) fn through_pgbouncer(self) -> bool {
+        Self::THROUGH_PGBOUNCER.contains(&self)
     }
 }
 
@@ -85,6 +106,7 @@ pub(crate) enum Runner {
     Naive { config: tokio_postgres::Config },
     NaivePool { config: tokio_postgres::Config, pool_size: usize },
     Deadpool { pool: deadpool_postgres::Pool, cached: bool },
+    DeadpoolSimple { pool: deadpool_postgres::Pool },
     Bb8 { pool: Bb8Pool },
     Pool { pool: pool_postgres::PgPool, prepared: bool },
 }
@@ -101,23 +123,10 @@ impl Runner {
             Strategy::Naive => Self::Naive { config: config.clone() },
             Strategy::NaivePool => Self::NaivePool { config: config.clone(), pool_size },
             Strategy::Deadpool | Strategy::DeadpoolCached => {
-                // As deadpool-postgres's README: a Manager with
-                // RecyclingMethod::Fast (its default) on the Tokio runtime,
-                // default pool settings apart from max_size.
-                let manager = deadpool_postgres::Manager::from_config(
-                    config.clone(),
-                    NoTls,
-                    deadpool_postgres::ManagerConfig {
-                        recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-                    },
-                );
-                let pool = deadpool_postgres::Pool::builder(manager)
-                    .max_size(pool_size)
-                    .runtime(deadpool_postgres::Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| format!("deadpool: {e}"))?;
+                let pool = deadpool(config, pool_size)?;
                 Self::Deadpool { pool, cached: strategy == Strategy::DeadpoolCached }
             }
+            Strategy::DeadpoolSimple => Self::DeadpoolSimple { pool: deadpool(config, pool_size)? },
             Strategy::Bb8 => {
                 // bb8's defaults apart from max_size (including
                 // test_on_check_out, which runs an empty query per get).
@@ -129,14 +138,20 @@ impl Runner {
                     .map_err(|e| format!("bb8: {e}"))?;
                 Self::Bb8 { pool }
             }
-            Strategy::Pool | Strategy::PoolPrepared => {
+            Strategy::Pool | Strategy::PoolPrepared | Strategy::PoolPgbouncer => {
+                let pooler = if strategy == Strategy::PoolPgbouncer {
+                    pool_postgres::Pooler::Transaction
+                } else {
+                    pool_postgres::Pooler::None
+                };
                 let pool = pool_postgres::PgPool::builder(config.clone())
                     .max_size(pool_size)
+                    .pooler(pooler)
                     .build()
                     .map_err(|e| format!("pool-postgres: {e}"))?;
                 Self::Pool { pool, prepared: strategy == Strategy::PoolPrepared }
             }
-            Strategy::Pgbench | Strategy::PgbenchC => {
+            Strategy::Pgbench | Strategy::PgbenchC | Strategy::PgbenchSimple => {
                 return Err(format!("{} runs as its own process", strategy.name()));
             }
         })
@@ -176,6 +191,10 @@ impl Runner {
                     raw_op(&mut client, workload.sql(), workload, key).await
                 }
             }
+            Self::DeadpoolSimple { pool } => {
+                let client = pool.get().await.map_err(|e| deadpool_error(&e))?;
+                simple_op(&client, workload, key).await
+            }
             Self::Bb8 { pool } => {
                 let mut client = pool.get().await.map_err(|e| match e {
                     bb8::RunError::User(e) => OpError::of(&e),
@@ -197,6 +216,22 @@ impl Runner {
             }
         }
     }
+}
+
+/// A deadpool-postgres pool as its README sets one up: a Manager with
+/// `RecyclingMethod::Fast` (its default) on the Tokio runtime, default pool
+/// settings apart from `max_size`.
+fn deadpool(config: &tokio_postgres::Config, pool_size: usize) -> Result<deadpool_postgres::Pool, String> {
+    let manager = deadpool_postgres::Manager::from_config(
+        config.clone(),
+        NoTls,
+        deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(pool_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| format!("deadpool: {e}"))
 }
 
 fn pool_error(error: &pool_postgres::PoolError) -> OpError {
@@ -283,5 +318,36 @@ where
             tx.commit().await.map_err(|e| db(&e))?;
             one_row_changed(n)
         }
+    }
+}
+
+/// One operation with the simple protocol, the key written into the text
+/// (it is an `i32` we drew, so no quoting is needed), as code behind a
+/// transaction pooler without a pooler mode is written: one round trip,
+/// text results parsed back.
+async fn simple_op(client: &tokio_postgres::Client, workload: Workload, key: i32) -> Result<(), OpError> {
+    let sql = match workload {
+        Workload::Select1 => "SELECT 1".to_owned(),
+        Workload::PointRead => format!("SELECT v FROM e2e_bench_kv WHERE k = {key}"),
+        Workload::ShortTx => format!("BEGIN; UPDATE e2e_bench_kv SET v = v + 1 WHERE k = {key}; COMMIT"),
+    };
+    let messages = client.simple_query(&sql).await.map_err(|e| db(&e))?;
+    let first_value = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<i64>().ok()),
+        _ => None,
+    });
+    // BEGIN, UPDATE, COMMIT: the UPDATE's row count is the second.
+    let changed = messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .nth(1);
+    let wrong = || OpError::new("other", format!("unexpected result for {}", workload.name()));
+    match workload {
+        Workload::Select1 => (first_value == Some(1)).then_some(()).ok_or_else(wrong),
+        Workload::PointRead => first_value.filter(|&v| v >= i64::from(key)).map(|_| ()).ok_or_else(wrong),
+        Workload::ShortTx => one_row_changed(changed.unwrap_or(0)),
     }
 }

@@ -1,6 +1,7 @@
 //! Smoke test of the end-to-end benchmark, so the harness never rots: runs
 //! `e2e --quick` against its own throwaway PostgreSQL server and checks that
-//! it wrote a report with every strategy and a clean tight case for the pool.
+//! it wrote a report with every strategy, a clean tight case for the pool
+//! and a clean through-PgBouncer part.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -60,6 +61,19 @@ fn quick_run_writes_a_complete_report() {
     let peak = pool["peak_server_connections"].as_i64().expect("peak sampled");
     let size = report["settings"]["pool_size"].as_i64().expect("pool size");
     assert!(peak <= size, "pool used {peak} server connections with a pool of {size}");
+
+    // The through-PgBouncer part (`.ci/test` installs PgBouncer): every
+    // strategy did work there, and the pool in pooler mode had no errors.
+    let through = report["pgbouncer"].as_array().expect("pgbouncer cells");
+    for strategy in ["pool_pgbouncer", "deadpool_simple", "pgbench_simple"] {
+        assert!(
+            through.iter().any(|c| c["strategy"] == strategy && c["ok_ops"].as_u64().unwrap_or(0) > 0),
+            "no working through-PgBouncer cell for {strategy}; stderr:\n{stderr}"
+        );
+    }
+    for cell in through.iter().filter(|c| c["strategy"] == "pool_pgbouncer") {
+        assert_eq!(cell["errors"].as_object().map_or(0, serde_json::Map::len), 0, "errors: {cell}");
+    }
 
     for file in ["e2e.md", "e2e_throughput.svg", "e2e_p99.svg", "e2e_tight_connections.svg"] {
         assert!(out.join(file).is_file(), "{file} not written");
