@@ -162,13 +162,6 @@ pub(crate) struct Settings {
     /// The strategies of the through-PgBouncer part.
     #[serde(default)]
     pub(crate) pgbouncer_strategies: Vec<Strategy>,
-    /// Whether the grid (and the tight case) ran.
-    #[serde(default = "yes")]
-    pub(crate) grid: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// One cell's result, with what the parent saw of the server meanwhile.
@@ -270,7 +263,7 @@ fn settings(args: &Args) -> Result<Settings, String> {
     if concurrency.contains(&0) || pgbouncer_concurrency.contains(&0) {
         return Err("a concurrency of 0 runs nothing".into());
     }
-    let (all_strategies, pgbouncer_strategies): (Vec<_>, Vec<_>) = parse_list(
+    let (mut grid_strategies, pgbouncer_strategies): (Vec<_>, Vec<_>) = parse_list(
         &args.only,
         &[&Strategy::ALL[..], &Strategy::THROUGH_PGBOUNCER[..]].concat(),
         Strategy::parse,
@@ -278,6 +271,9 @@ fn settings(args: &Args) -> Result<Settings, String> {
     )?
     .into_iter()
     .partition(|s| !s.through_pgbouncer());
+    if args.pgbouncer_only {
+        grid_strategies.clear();
+    }
     let settings = Settings {
         warmup_s: args.warmup.unwrap_or(if quick { 0.04 } else { 0.5 }),
         seconds: args.seconds.unwrap_or(if quick { 0.08 } else { 3.0 }),
@@ -285,16 +281,14 @@ fn settings(args: &Args) -> Result<Settings, String> {
         rows: args.rows.unwrap_or(if quick { 10_000 } else { 100_000 }),
         concurrency,
         workloads: parse_list(&args.workloads, &Workload::ALL, Workload::parse, "workload")?,
-        strategies: all_strategies,
-        tight_tasks: (!args.no_tight && !args.pgbouncer_only)
-            .then(|| args.tight_tasks.unwrap_or(if quick { 100 } else { 1000 })),
+        strategies: grid_strategies,
+        tight_tasks: (!args.no_tight).then(|| args.tight_tasks.unwrap_or(if quick { 100 } else { 1000 })),
         tight_workload: Workload::parse(&args.tight_workload)
             .ok_or_else(|| format!("unknown workload {:?}", args.tight_workload))?,
         sample_ms: args.sample_ms.max(1),
         pgbouncer_concurrency,
         pgbouncer_pool_size: args.pgbouncer_pool_size.max(1),
         pgbouncer_strategies,
-        grid: !args.pgbouncer_only,
     };
     if !(settings.seconds > 0.0 && settings.warmup_s >= 0.0) || settings.pool_size == 0 || settings.rows < 1 {
         return Err("--seconds and --pool-size and --rows must be positive, --warmup not negative".into());
@@ -533,7 +527,9 @@ fn tight_part(
     total: usize,
 ) -> Result<(Vec<CellRecord>, Option<i64>), String> {
     let settings = run.settings;
-    let Some(tasks) = settings.tight_tasks else { return Ok((Vec::new(), None)) };
+    let Some(tasks) = settings.tight_tasks.filter(|_| !strategies.is_empty()) else {
+        return Ok((Vec::new(), None));
+    };
     if !TestServer::binaries_available() {
         eprintln!("e2e: no PostgreSQL server binaries for the tight case's own server; skipped");
         return Ok((Vec::new(), None));
@@ -568,15 +564,14 @@ fn orchestrate(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("could not start the Tokio runtime: {e}"))?;
 
     let mut grid_cells = Vec::new();
-    if settings.grid {
-        for &w in &settings.workloads {
-            for &c in &settings.concurrency {
-                grid_cells.extend(settings.strategies.iter().map(|&s| (w, c, s)));
-            }
+    for &w in &settings.workloads {
+        for &c in &settings.concurrency {
+            grid_cells.extend(settings.strategies.iter().map(|&s| (w, c, s)));
         }
     }
     let tight_strategies: Vec<_> = settings.strategies.iter().copied().filter(|s| !s.is_pgbench()).collect();
     let tight_count = if settings.tight_tasks.is_some() { tight_strategies.len() } else { 0 };
+
     let pgbouncer_cells = through_pgbouncer::cells(&settings);
     let total = grid_cells.len() + tight_count + pgbouncer_cells.len();
     let mut done = 0;
@@ -584,7 +579,8 @@ fn orchestrate(args: &Args) -> Result<(), String> {
 
     let (mut version, mut grid_max) = (String::new(), 0);
     let mut cells = Vec::new();
-    if settings.grid {
+    // No grid strategies (--pgbouncer-only, or --only naming none): no grid server.
+    if !grid_cells.is_empty() {
         let grid = match &database_url {
             Some(url) => Database { url: url.clone(), _server: None },
             None => throwaway(args.max_connections)?,
