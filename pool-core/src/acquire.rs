@@ -123,7 +123,7 @@ impl<M: Manager> Shared<M> {
                         return Ok(self.hand_out(entry, &mut clock, location, snapshot));
                     }
                     Checked::Replaced(true) => Checkout::Slot,
-                    Checked::Replaced(false) => self.rejoin(&mut clock, wait).await,
+                    Checked::Replaced(false) => self.rejoin(&mut clock, wait).await?,
                     Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
                     Checked::NoRuntime => return Err(Error::NoRuntime),
                 }
@@ -154,13 +154,13 @@ impl<M: Manager> Shared<M> {
                 Checkout::Resource(entry, _) => match self.check(entry, &mut clock).await {
                     Checked::Ready(entry) => return Ok(self.hand_out(entry, &mut clock, location, None)),
                     Checked::Replaced(true) => Checkout::Slot,
-                    Checked::Replaced(false) => self.rejoin(&mut clock, wait).await,
+                    Checked::Replaced(false) => self.rejoin(&mut clock, wait).await?,
                     Checked::TimedOut => return Err(self.timed_out(TimeoutPhase::Recycle, &mut clock)),
                     Checked::NoRuntime => return Err(Error::NoRuntime),
                 },
                 Checkout::Slot => match self.create_for(&mut clock, location).await {
                     Err(NotCreated::Refused(error)) if !wait => return Err(Error::Backend(error)),
-                    Err(NotCreated::Refused(_)) => self.rejoin(&mut clock, wait).await,
+                    Err(NotCreated::Refused(_)) => self.rejoin(&mut clock, wait).await?,
                     done => return done.map_err(|not_created| self.not_created(not_created, &mut clock)),
                 },
                 Checkout::Wait { key, wake_timer } => {
@@ -233,8 +233,13 @@ impl<M: Manager> Shared<M> {
 
     /// The caller gave up a slot it may not use now (see the module docs)
     /// and waits again (if it may `wait`), by the deadline it has had since
-    /// it called `get`.
-    async fn rejoin(&self, clock: &mut Clock, wait: bool) -> Checkout<M::Resource> {
+    /// it called `get`. A caller whose deadline has passed meanwhile times
+    /// out here instead, so nobody joins the queue already due: the queue
+    /// then never holds a waiter that is timed out before anyone polls it.
+    async fn rejoin(&self, clock: &mut Clock, wait: bool) -> Result<Checkout<M::Resource>, Error<M::Error>> {
+        if wait && clock.passed() {
+            return Err(self.timed_out(TimeoutPhase::Wait, clock));
+        }
         let checkout = poll_fn(|cx| {
             let join = wait.then(|| Join { waker: cx.waker(), deadline: || clock.deadline() });
             Poll::Ready(self.core.rejoin(join))
@@ -244,7 +249,7 @@ impl<M: Manager> Shared<M> {
             // The slot it gave up may have been the last one a closed pool had.
             self.notify_if_drained();
         }
-        checkout
+        Ok(checkout)
     }
 
     /// Waits in the queue for a grant (a timeout is one too). Must be first
