@@ -11,6 +11,7 @@ use std::time::Duration;
 use pool_core::{ErrorChain, Observer, Pool};
 
 use crate::config_error::ConfigError;
+use crate::drain::Canceller;
 use crate::manager::PgManager;
 use crate::policy::StatementPolicy;
 use crate::pool::PgPool;
@@ -146,17 +147,21 @@ impl PgPoolBuilder {
         manager.recycling = s.recycling;
         manager.verify_idle_after = s.verify_idle_after;
         manager.statement_cache_size = s.statement_cache_size;
+        let canceller = match tls {
+            Tls::Off => Canceller::Plain,
+            #[cfg(feature = "tls")]
+            Tls::On(connector) => {
+                manager.tls = Some(connector.clone());
+                Canceller::Tls(connector)
+            }
+        };
         manager.policy = Arc::new(StatementPolicy {
             socket_timeout: s.socket_timeout,
             pooler: s.pooler,
             session_state: s.pooler_session_state,
             pool_name: name.clone(),
+            canceller,
         });
-        match tls {
-            Tls::Off => {}
-            #[cfg(feature = "tls")]
-            Tls::On(connector) => manager.tls = Some(connector),
-        }
         let mut builder = Pool::builder(manager)
             .name(name)
             .max_size(s.max_size)

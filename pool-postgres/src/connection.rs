@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client};
 
+use crate::backlog::Backlog;
 use crate::cache::StatementCache;
 use crate::policy::StatementPolicy;
 
@@ -24,6 +25,8 @@ pub struct PgConnection {
     pub(crate) broken: AtomicBool,
     /// How statements are sent (`socket_timeout`, pooler mode).
     pub(crate) policy: Arc<StatementPolicy>,
+    /// Requests sent and no longer awaited by anyone; drained before reuse.
+    pub(crate) backlog: Backlog,
 }
 
 impl PgConnection {
@@ -65,6 +68,7 @@ impl PgConnection {
             dirty: AtomicBool::new(false),
             broken: AtomicBool::new(false),
             policy,
+            backlog: Backlog::default(),
         }
     }
 
@@ -85,12 +89,20 @@ impl PgConnection {
         self.broken.load(Ordering::Relaxed)
     }
 
-    /// On return: if the session may be inside a transaction, send a
-    /// `ROLLBACK` without waiting for it (it runs before anything the next
-    /// borrower sends, on the same socket, in order; see [`crate::queued`]).
-    /// Returns `false` if the session could not be reset.
-    pub(crate) fn reset_if_dirty(&self) -> bool {
-        !self.dirty.swap(false, Ordering::Relaxed) || crate::queued::queue(&self.client, "ROLLBACK")
+    /// On return: a connection with a backlog gets a cancel request for it
+    /// now and is drained before reuse (the drain also ends any block left
+    /// open, so nothing else is queued). Otherwise, if the session may be
+    /// inside a transaction, a `ROLLBACK` is sent without waiting for it (it
+    /// runs before anything the next borrower sends, on the same socket, in
+    /// order; see [`crate::queued`]). Returns `false` if the session could
+    /// not be reset.
+    pub(crate) fn reset_on_return(&self) -> bool {
+        let dirty = self.dirty.swap(false, Ordering::Relaxed);
+        if self.backlog.abandoned() > 0 {
+            crate::drain::cancel_backlog(self);
+            return true;
+        }
+        !dirty || crate::queued::queue(&self.client, "ROLLBACK")
     }
 
     pub(crate) fn cache(&self) -> std::sync::MutexGuard<'_, StatementCache> {
@@ -112,6 +124,7 @@ impl std::fmt::Debug for PgConnection {
         f.debug_struct("PgConnection")
             .field("closed", &self.is_closed())
             .field("dirty", &self.dirty.load(Ordering::Relaxed))
+            .field("abandoned", &self.backlog.abandoned())
             .finish_non_exhaustive()
     }
 }

@@ -27,11 +27,17 @@ pub enum ErrorKind {
     /// The server or the driver reported it; the tokio-postgres error is
     /// the [`source`](std::error::Error::source).
     Postgres,
-    /// The statement did not finish within the pool's `socket_timeout`. The
-    /// connection's state is unknown, so it is closed when it comes back.
+    /// The statement did not finish within the pool's `socket_timeout`, and
+    /// the pool asked the server to cancel it.
     Timeout {
         /// The `socket_timeout` in force.
         limit: Duration,
+        /// The server confirmed the cancel in time: the statement was
+        /// stopped (in autocommit, nothing it did was kept) and the
+        /// connection is usable. `false`: no answer came; the statement may
+        /// still be running or may have finished, and the connection is
+        /// closed when it comes back.
+        cancelled: bool,
     },
     /// A statement earlier in this transaction failed, so the server had
     /// already rolled the transaction back; `commit` reports this instead of
@@ -70,8 +76,8 @@ impl Error {
         Self { kind, postgres: None, hint: None }
     }
 
-    pub(crate) fn timeout(limit: Duration) -> Self {
-        Self::of(ErrorKind::Timeout { limit })
+    pub(crate) fn timeout(limit: Duration, cancelled: bool) -> Self {
+        Self::of(ErrorKind::Timeout { limit, cancelled })
     }
 
     pub(crate) fn transaction_aborted(first_failure: String) -> Self {
@@ -173,10 +179,17 @@ impl Error {
                 Some(error) => write!(f, "{}", ErrorChain(error)),
                 None => f.write_str("the server or driver failed"),
             },
-            ErrorKind::Timeout { limit } => write!(
+            ErrorKind::Timeout { limit, cancelled: true } => write!(
                 f,
-                "the statement did not finish within socket_timeout ({limit:?}); the connection will be \
-                 closed (raise socket_timeout if such statements are expected)"
+                "the statement did not finish within socket_timeout ({limit:?}) and was cancelled on the \
+                 server (raise socket_timeout if such statements are expected)"
+            ),
+            ErrorKind::Timeout { limit, cancelled: false } => write!(
+                f,
+                "the statement did not finish within socket_timeout ({limit:?}), and the server did not \
+                 confirm a cancel within {:?}: it may still run or have finished; the connection will be \
+                 closed",
+                crate::drain::CANCEL_BOUND
             ),
             ErrorKind::TransactionAborted { first_failure } => write!(
                 f,

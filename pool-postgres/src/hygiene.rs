@@ -5,7 +5,7 @@
 //! after each command, so the client guard watches the SQL it is given: text
 //! that starts a transaction block or holds session resources marks the
 //! connection, and a marked connection gets a `ROLLBACK` queued when it is
-//! returned (see [`crate::connection::PgConnection::reset_if_dirty`]). Being
+//! returned (see [`crate::connection::PgConnection::reset_on_return`]). Being
 //! conservative only costs a queued `ROLLBACK`, never correctness.
 
 /// Keywords that, as the first word of a statement, may leave the session

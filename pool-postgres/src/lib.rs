@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+mod backlog;
 mod budget;
 mod builder;
 mod cache;
 mod client;
 mod config_error;
 mod connection;
+mod drain;
 mod error;
 mod hygiene;
 pub mod insight;
@@ -33,6 +35,7 @@ pub use cache::CacheStats;
 pub use client::Client;
 pub use config_error::ConfigError;
 pub use connection::PgConnection;
+pub use drain::CANCEL_METRIC;
 pub use error::{Error, ErrorKind};
 pub use manager::PgManager;
 pub use pool::{PgPool, PoolError};

@@ -19,8 +19,12 @@ use crate::recycling::Recycling;
 /// - `Clean`: `DISCARD ALL` every time (and the statement cache is cleared).
 ///
 /// On return, a connection whose session may be inside a transaction gets a
-/// `ROLLBACK` queued, and one whose socket died or whose query timed out is
-/// destroyed.
+/// `ROLLBACK` queued, and one whose socket died or whose statement did not
+/// answer a cancel is destroyed. One that comes back with requests nobody
+/// awaits any more (a dropped query future) gets a cancel request for them
+/// at once, and is drained before reuse, within `recycle_timeout`; see
+/// [`crate::drain`]. A connection with such a backlog is never handed out
+/// unchecked, whatever the policy.
 ///
 /// A connect the server refuses for lack of connection slots (SQLSTATE
 /// 53300, `too_many_connections`: "sorry, too many clients already" or
@@ -92,6 +96,9 @@ impl Manager for PgManager {
             // Surfaces the reason tokio-postgres recorded ("connection closed").
             return conn.client.simple_query("").await.map(drop);
         }
+        if conn.backlog.abandoned() > 0 {
+            crate::drain::drain(conn).await?;
+        }
         match self.recycling {
             Recycling::Fast if info.idle_for() < self.verify_idle_after => Ok(()),
             Recycling::Fast | Recycling::Verified => conn.client.simple_query("").await.map(drop),
@@ -110,7 +117,7 @@ impl Manager for PgManager {
     }
 
     fn is_broken(&self, conn: &mut PgConnection) -> bool {
-        conn.is_closed() || conn.is_marked_broken() || !conn.reset_if_dirty()
+        conn.is_closed() || conn.is_marked_broken() || !conn.reset_on_return()
     }
 
     fn destroy(&self, conn: PgConnection, reason: DestroyReason) {

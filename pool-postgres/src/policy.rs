@@ -16,4 +16,6 @@ pub(crate) struct StatementPolicy {
     pub(crate) session_state: SessionStatePolicy,
     /// The pool's name, for log lines and metric labels.
     pub(crate) pool_name: String,
+    /// How cancel requests reach the server.
+    pub(crate) canceller: crate::drain::Canceller,
 }

@@ -14,10 +14,15 @@
 //!    as given, and SQL text is looked up in the connection's statement
 //!    cache and prepared (then cached) on a miss, or with the cache off
 //!    prepared for this call.
-//! 3. **Deadline.** Every round trip runs under the pool's `socket_timeout`.
-//!    Running out of it, or an error that ends the session (closed socket,
-//!    FATAL, PANIC), marks the connection broken: it is closed when it comes
-//!    back instead of being handed to the next borrower.
+//! 3. **Deadline and backlog.** Every round trip is tracked until answered
+//!    ([`crate::backlog`]): one whose future is dropped first leaves a
+//!    backlog that is cancelled and drained before the connection is reused
+//!    ([`crate::drain`]). It runs under the pool's `socket_timeout`; running
+//!    out of it cancels the statement on the server, and the connection is
+//!    kept if the server answers within a bound. No answer, or an error that
+//!    ends the session (closed socket, FATAL, PANIC), marks the connection
+//!    broken: it is closed when it comes back instead of being handed to the
+//!    next borrower.
 //! 4. **Stale and lost statements.** A cached statement the schema has
 //!    changed under ("cached plan must not change result type") or that the
 //!    server no longer has (`26000`, after `DEALLOCATE`/`DISCARD ALL`) is
@@ -36,12 +41,15 @@
 //! ends itself, so there is nothing to watch.
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::OnceLock;
 
 use tokio_postgres::Statement;
+use tokio_postgres::error::SqlState;
 
 use crate::cache;
 use crate::connection::PgConnection;
+use crate::drain;
 use crate::error::Error;
 use crate::hygiene;
 use crate::pooler::SessionStatePolicy;
@@ -51,6 +59,10 @@ use crate::session_state;
 /// Appended to 26000/42P05 errors when no pooler is configured.
 const POOLER_HINT: &str = "if a transaction pooler (PgBouncer in transaction mode) is between this pool and the \
                            server, add pgbouncer=true to the URL so statements are sent unnamed";
+
+/// Abandoned requests one connection may carry before the next statement
+/// waits for them (see [`Session::bounded`]).
+const BACKLOG_CAP: u32 = 8;
 
 /// Where a statement runs; the one difference between the client guard's
 /// and a transaction's statements.
@@ -143,22 +155,51 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Step 3: runs one round trip under `socket_timeout` and books its failure.
+    /// Step 3: runs one round trip under `socket_timeout` and books its
+    /// failure. A connection whose backlog (requests abandoned on it, see
+    /// [`crate::backlog`]) has reached [`BACKLOG_CAP`] first waits for it
+    /// with an empty query, so a caller that keeps abandoning statements on
+    /// one guard cannot queue without bound.
     pub(crate) async fn bounded<T>(
         &self,
         round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, Error> {
+        if self.conn.backlog.abandoned() >= BACKLOG_CAP {
+            self.round_trip(self.conn.client.simple_query("")).await?;
+        }
+        self.round_trip(round_trip).await
+    }
+
+    /// One round trip, tracked in the connection's backlog until answered.
+    /// Out of `socket_timeout`, it is cancelled on the server
+    /// ([`drain::cancel_in_place`]): the connection is kept if the server
+    /// answers within the bound, and marked broken if not.
+    async fn round_trip<T>(
+        &self,
+        round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, Error> {
+        let sent = self.conn.backlog.track();
         let out = match self.conn.policy.socket_timeout {
             None => round_trip.await,
             Some(limit) => {
-                if let Ok(out) = tokio::time::timeout(limit, round_trip).await {
-                    out
-                } else {
-                    self.conn.mark_broken();
-                    return Err(Error::timeout(limit));
+                let mut round_trip = pin!(round_trip);
+                match tokio::time::timeout(limit, round_trip.as_mut()).await {
+                    Ok(out) => out,
+                    Err(_) => match drain::cancel_in_place(self.conn, round_trip).await {
+                        Some(Err(error)) if error.code() == Some(&SqlState::QUERY_CANCELED) => {
+                            sent.answered();
+                            return Err(self.failed(Error::timeout(limit, true)));
+                        }
+                        Some(out) => out,
+                        None => {
+                            self.conn.mark_broken();
+                            return Err(self.failed(Error::timeout(limit, false)));
+                        }
+                    },
                 }
             }
         };
+        sent.answered();
         out.map_err(|error| {
             let mut error = Error::from(error);
             if error.ends_session() {
@@ -167,11 +208,17 @@ impl<'a> Session<'a> {
             if error.is_lost_statement() && !self.conn.policy.pooler.transaction_mode() {
                 error = error.with_hint(POOLER_HINT);
             }
-            if let Scope::Transaction(first_failure) = self.scope {
-                let _ = first_failure.set(error.to_string());
-            }
-            error
+            self.failed(error)
         })
+    }
+
+    /// Books a failure: inside a transaction, the first one is what
+    /// `commit` reports.
+    fn failed(&self, error: Error) -> Error {
+        if let Scope::Transaction(first_failure) = self.scope {
+            let _ = first_failure.set(error.to_string());
+        }
+        error
     }
 
     /// Step 5, for text that does not go through the cache.

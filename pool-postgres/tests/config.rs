@@ -42,22 +42,6 @@ async fn statement_timeout_applies_to_every_session() {
     assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::QUERY_CANCELED), "{err}");
 }
 
-#[tokio::test]
-async fn socket_timeout_fails_a_slow_query_and_the_connection_is_replaced() {
-    let server = common::server();
-    let pool = common::pool(&server, "connection_limit=1&socket_timeout=200ms&application_name=socktest");
-    let first_pid: i32;
-    {
-        let client = pool.get().await.unwrap();
-        first_pid = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-        let err = client.query_one("SELECT pg_sleep(5)", &[]).await.expect_err("times out");
-        assert!(format!("{err}").contains("timeout"), "{err}");
-    }
-    let client = pool.get().await.unwrap();
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    assert_ne!(pid, first_pid, "a connection whose query timed out is not reused");
-}
-
 #[test]
 fn bad_urls_and_parameters_are_named_in_the_error() {
     for (url, parameter, needle) in [

@@ -40,20 +40,9 @@ fn eight_instances_of_ten_against_forty_slots_wait_instead_of_failing() {
     runtime.block_on(setup.close_and_wait(Duration::from_secs(5))).unwrap();
 
     let url = common::url(&server, "connection_limit=10&pool_timeout=10&application_name=fleet");
-    let dir = fleet::scratch_dir();
-    let children: Vec<_> = (1..=INSTANCES)
-        .map(|instance| fleet::spawn("one_instance_of_the_fleet", instance, &url, TASKS, run_for(), &dir))
-        .collect();
-    let outcomes: Vec<_> = children.into_iter().map(fleet::Child::finish).collect();
-    let _ = std::fs::remove_dir_all(&dir);
-
+    let outcomes = fleet::run("one_instance_of_the_fleet", INSTANCES, &url, TASKS, run_for());
+    fleet::assert_no_errors(&outcomes);
     for (instance, outcome) in &outcomes {
-        assert!(
-            outcome.errors.is_empty(),
-            "instance {instance}: {} errors, first: {:?}",
-            outcome.errors.len(),
-            &outcome.errors[..outcome.errors.len().min(5)]
-        );
         assert!(outcome.ok > 0, "instance {instance} did work");
     }
     let check = common::pool(&server, "connection_limit=1");

@@ -38,20 +38,9 @@ fn four_processes_of_64_tasks_through_pgbouncer_lose_no_write_and_fail_nothing()
     runtime.block_on(async { direct.get().await.unwrap().batch_execute(workload::SCHEMA).await.unwrap() });
 
     let url = through(&bouncer, "connection_limit=10&pool_timeout=5&pgbouncer=true&application_name=fleet");
-    let dir = fleet::scratch_dir();
-    let children: Vec<_> = (1..=4)
-        .map(|instance| fleet::spawn("one_instance_through_pgbouncer", instance, &url, 64, run_for(), &dir))
-        .collect();
-    let outcomes: Vec<_> = children.into_iter().map(fleet::Child::finish).collect();
-    let _ = std::fs::remove_dir_all(&dir);
-
+    let outcomes = fleet::run("one_instance_through_pgbouncer", 4, &url, 64, run_for());
+    fleet::assert_no_errors(&outcomes);
     for (instance, outcome) in &outcomes {
-        assert!(
-            outcome.errors.is_empty(),
-            "instance {instance}: {} errors, first: {:?}",
-            outcome.errors.len(),
-            &outcome.errors[..outcome.errors.len().min(5)]
-        );
         assert!(outcome.ok > 0 && outcome.committed > 0, "instance {instance} did work: {outcome:?}");
     }
     runtime.block_on(async {

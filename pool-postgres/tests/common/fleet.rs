@@ -60,6 +60,33 @@ pub fn report(orders: &Orders, outcome: &Outcome) {
     }
 }
 
+/// Runs `instances` instances (numbered from 1) of the child test `test`
+/// side by side, each with `tasks` tasks for `duration` against `url`,
+/// and returns what each reported. A panic here (a child failed) drops the
+/// children not yet finished, which kills them.
+pub fn run(test: &str, instances: i32, url: &str, tasks: usize, duration: Duration) -> Vec<(i32, Outcome)> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("pool-fleet-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let children: Vec<_> =
+        (1..=instances).map(|instance| spawn(test, instance, url, tasks, duration, &dir)).collect();
+    let outcomes = children.into_iter().map(Child::finish).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    outcomes
+}
+
+/// Asserts that no instance had an error, showing the first few of each.
+pub fn assert_no_errors(outcomes: &[(i32, Outcome)]) {
+    for (instance, outcome) in outcomes {
+        assert!(
+            outcome.errors.is_empty(),
+            "instance {instance}: {} errors, first: {:?}",
+            outcome.errors.len(),
+            &outcome.errors[..outcome.errors.len().min(5)]
+        );
+    }
+}
+
 /// A running child instance; killed when dropped before [`Child::finish`].
 pub struct Child {
     instance: i32,
@@ -67,16 +94,8 @@ pub struct Child {
     ids: PathBuf,
 }
 
-/// A fresh directory for the children's reports.
-pub fn scratch_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!("pool-fleet-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a scratch directory");
-    dir
-}
-
 /// Starts the child test `test` of this test binary as instance `instance`.
-pub fn spawn(test: &str, instance: i32, url: &str, tasks: usize, duration: Duration, dir: &Path) -> Child {
+fn spawn(test: &str, instance: i32, url: &str, tasks: usize, duration: Duration, dir: &Path) -> Child {
     let ids = dir.join(format!("instance-{instance}.ids"));
     let process = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--ignored", "--nocapture", "--test-threads", "1"])
@@ -94,7 +113,7 @@ pub fn spawn(test: &str, instance: i32, url: &str, tasks: usize, duration: Durat
 
 impl Child {
     /// Waits for the child and reads what it reported.
-    pub fn finish(mut self) -> (i32, Outcome) {
+    fn finish(mut self) -> (i32, Outcome) {
         let process = self.process.take().expect("finished once");
         let output = process.wait_with_output().expect("wait for a child instance");
         let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,0 +1,222 @@
+//! Stopping abandoned work on the server and getting its connection back
+//! in step before anyone else uses it.
+//!
+//! Two paths end here:
+//!
+//! - **A statement runs out of `socket_timeout`** ([`cancel_in_place`]):
+//!   the server is asked to cancel it (a cancel request on a connection of
+//!   its own, tokio-postgres's `CancelToken`), and its answer is awaited a
+//!   while longer, [`CANCEL_BOUND`] in all. An answer — the server's
+//!   `57014 canceling statement`, or the result, if it finished first —
+//!   means the session is in step again and the connection is kept;
+//!   no answer means the path to the server is dead, and it is closed.
+//! - **A connection comes back with a [backlog](crate::backlog)** (requests
+//!   whose futures were dropped): a cancel request is sent at once, from a
+//!   task of its own ([`cancel_backlog`]), so the server stops the abandoned
+//!   work without waiting for the next borrower; before the connection is
+//!   handed out again, [`drain`] waits for that cancel, then syncs. The
+//!   drain runs inside the check before reuse, so it is bounded by
+//!   `recycle_timeout` (and the borrower's deadline); one that does not
+//!   finish closes the connection.
+//!
+//! # Why the sync asks whether a transaction block is open
+//!
+//! The abandoned work may have left the session inside a block (a dropped
+//! `BEGIN`), and the cancel may have landed on the `ROLLBACK` queued for
+//! it. The sync's query, `SELECT now() = statement_timestamp()`, is true
+//! outside a block (each statement is its own transaction, so both read
+//! the same start) and false inside one; in a failed block it fails with
+//! `25P02`. Only then is a `ROLLBACK` sent, so a drained connection gets at
+//! most one, and the server never warns "there is no transaction in
+//! progress". A cancel that arrives late fails the sync itself with
+//! `57014`; the sync is then sent once more. A cancel that arrives while
+//! the session is idle is ignored by the server.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
+
+use crate::connection::PgConnection;
+
+/// Longest wait for a cancel request to be delivered plus, on the
+/// `socket_timeout` path, for the statement's answer after it.
+pub(crate) const CANCEL_BOUND: Duration = Duration::from_secs(2);
+
+/// True outside a transaction block, false inside one; see the module docs.
+const IN_BLOCK_PROBE: &str = "SELECT now() = statement_timestamp()";
+
+/// The counter of statements the pool cancelled on the server, labelled
+/// `pool`, `reason` (`dropped`: the caller's future was dropped;
+/// `socket_timeout`) and `outcome` (`kept`: the session was back in step
+/// within the bound; `closed`: it was not, and the connection was closed).
+pub const CANCEL_METRIC: &str = "pool_statement_cancels_total";
+
+/// How cancel requests reach the server: over TLS when the pool's
+/// connections use it.
+#[derive(Clone, Default)]
+pub(crate) enum Canceller {
+    #[default]
+    Plain,
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::MakeRustlsConnect),
+}
+
+impl std::fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plain => f.write_str("Plain"),
+            #[cfg(feature = "tls")]
+            Self::Tls(_) => f.write_str("Tls"),
+        }
+    }
+}
+
+impl Canceller {
+    /// Sends one cancel request, within [`CANCEL_BOUND`]; whether it was
+    /// delivered.
+    async fn cancel(&self, token: CancelToken) -> bool {
+        let sent = async {
+            match self {
+                Self::Plain => token.cancel_query(NoTls).await,
+                #[cfg(feature = "tls")]
+                Self::Tls(tls) => token.cancel_query(tls.clone()).await,
+            }
+        };
+        match tokio::time::timeout(CANCEL_BOUND, sent).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "a cancel request failed");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("a cancel request was not delivered within {CANCEL_BOUND:?}");
+                false
+            }
+        }
+    }
+}
+
+/// Why the pool cancelled a statement; the metric's `reason`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reason {
+    Dropped,
+    SocketTimeout,
+}
+
+impl Reason {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Dropped => "dropped",
+            Self::SocketTimeout => "socket_timeout",
+        }
+    }
+}
+
+/// Counts one cancelled statement once its outcome is known: `closed`
+/// unless [`Outcome::kept`] is called first (a drain cut short by its
+/// deadline ends here too).
+struct Outcome<'a> {
+    conn: &'a PgConnection,
+    reason: Reason,
+    kept: bool,
+}
+
+impl Outcome<'_> {
+    fn kept(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Outcome<'_> {
+    fn drop(&mut self) {
+        let outcome = if self.kept { "kept" } else { "closed" };
+        metrics::counter!(
+            CANCEL_METRIC,
+            "pool" => self.conn.policy.pool_name.clone(),
+            "reason" => self.reason.label(),
+            "outcome" => outcome,
+        )
+        .increment(1);
+    }
+}
+
+/// A statement ran out of `socket_timeout`: cancels it on the server and
+/// waits for its answer, [`CANCEL_BOUND`] in all. `Some` with the answer
+/// if it came (the session is in step again); `None` if not (the caller
+/// marks the connection broken).
+pub(crate) async fn cancel_in_place<T>(
+    conn: &PgConnection,
+    mut round_trip: Pin<&mut impl Future<Output = T>>,
+) -> Option<T> {
+    let outcome = Outcome { conn, reason: Reason::SocketTimeout, kept: false };
+    let until = tokio::time::Instant::now() + CANCEL_BOUND;
+    let token = conn.client.cancel_token();
+    let cancelled = tokio::time::timeout_at(until, conn.policy.canceller.cancel(token));
+    // The statement may finish while the cancel is on its way.
+    let answer = tokio::select! {
+        biased;
+        answer = round_trip.as_mut() => Some(answer),
+        _ = cancelled => tokio::time::timeout_at(until, round_trip).await.ok(),
+    };
+    if answer.is_some() {
+        outcome.kept();
+    }
+    answer
+}
+
+/// The connection came back with a backlog: sends a cancel request for it
+/// now, from a task of its own, unless one is on its way already. Without a
+/// Tokio runtime to run it on, [`drain`] sends it instead.
+pub(crate) fn cancel_backlog(conn: &PgConnection) {
+    if conn.backlog.has_cancel() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let canceller = conn.policy.canceller.clone();
+    let token = conn.client.cancel_token();
+    conn.backlog.set_cancel(runtime.spawn(async move {
+        canceller.cancel(token).await;
+    }));
+}
+
+/// Before reuse of a connection with a backlog: waits for the cancel sent
+/// for it (or sends one), then syncs and ends any transaction block left
+/// open (see the module docs). An error means the connection must not be
+/// reused.
+pub(crate) async fn drain(conn: &PgConnection) -> Result<(), tokio_postgres::Error> {
+    let outcome = Outcome { conn, reason: Reason::Dropped, kept: false };
+    match conn.backlog.take_cancel() {
+        // Delivered or given up: either way it cannot land later than this.
+        Some(cancel) => drop(cancel.await),
+        None => drop(conn.policy.canceller.cancel(conn.client.cancel_token()).await),
+    }
+    let mut late_cancel_seen = false;
+    loop {
+        let in_block = match conn.client.simple_query(IN_BLOCK_PROBE).await {
+            Ok(messages) => !outside_block(&messages),
+            Err(error) if error.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => true,
+            Err(error) if error.code() == Some(&SqlState::QUERY_CANCELED) && !late_cancel_seen => {
+                late_cancel_seen = true;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        if in_block {
+            conn.client.batch_execute("ROLLBACK").await?;
+        }
+        conn.backlog.cleared();
+        outcome.kept();
+        return Ok(());
+    }
+}
+
+/// Whether the probe's one value says the session is outside a block.
+fn outside_block(messages: &[SimpleQueryMessage]) -> bool {
+    messages.iter().any(|message| match message {
+        SimpleQueryMessage::Row(row) => row.get(0) == Some("t"),
+        _ => false,
+    })
+}
