@@ -57,6 +57,14 @@ impl Backlog {
         count
     }
 
+    /// Something handed to the caller may be left unfinished and the pool
+    /// cannot see when it ends (a `COPY` sink or stream): counted as
+    /// abandoned until a later answer shows it ended, so a connection
+    /// returned before that is drained.
+    pub(crate) fn assume_unfinished(&self) {
+        drop(self.track());
+    }
+
     /// Everything sent so far has been answered (a sync round trip came back).
     pub(crate) fn cleared(&self) {
         self.word.fetch_and(!COUNT, Ordering::Relaxed);

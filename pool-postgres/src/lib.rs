@@ -20,6 +20,7 @@ mod query;
 mod queued;
 mod recycling;
 mod registry;
+mod row_stream;
 mod session;
 mod session_state;
 mod settings;
@@ -43,6 +44,7 @@ pub use pool_core::{self, ErrorChain, Status};
 pub use pooler::{Pooler, SessionStatePolicy};
 pub use query::Query;
 pub use recycling::Recycling;
+pub use row_stream::RowStream;
 pub use settings::{
     DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig,
     PoolSettings,

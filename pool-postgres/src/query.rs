@@ -198,7 +198,7 @@ macro_rules! query_methods {
             &self,
             query: &(impl crate::Query + ?Sized),
             params: I,
-        ) -> Result<tokio_postgres::RowStream, crate::Error>
+        ) -> Result<crate::RowStream<'_>, crate::Error>
         where
             P: tokio_postgres::types::BorrowToSql,
             I: IntoIterator<Item = P>,
@@ -210,12 +210,13 @@ macro_rules! query_methods {
                 let refs: Vec<&dyn tokio_postgres::types::ToSql> =
                     params.iter().map(tokio_postgres::types::BorrowToSql::borrow_to_sql).collect();
                 let typed = crate::param_types::typed_borrowed(&refs)?;
-                return session.bounded(session.client().query_typed_raw(sql, typed)).await;
+                let rows = session.bounded(session.client().query_typed_raw(sql, typed)).await?;
+                return Ok(session.stream(rows));
             }
             let (statement, cached) = session.statement(query).await?;
             let out = session.bounded(session.client().query_raw(&statement, params)).await;
             session.forget_if_stale(&out, cached);
-            out
+            out.map(|rows| session.stream(rows))
         }
 
         /// Runs a statement with parameters as an iterator; returns how many rows it changed.
@@ -338,13 +339,14 @@ macro_rules! query_methods {
             &self,
             sql: &str,
             params: I,
-        ) -> Result<tokio_postgres::RowStream, crate::Error>
+        ) -> Result<crate::RowStream<'_>, crate::Error>
         where
             P: tokio_postgres::types::BorrowToSql,
             I: IntoIterator<Item = (P, tokio_postgres::types::Type)>,
         {
             let session = self.session();
-            session.unprepared(sql, session.client().query_typed_raw(sql, params)).await
+            let rows = session.unprepared(sql, session.client().query_typed_raw(sql, params)).await?;
+            Ok(session.stream(rows))
         }
 
         /// Runs one or more statements with the simple protocol, returning nothing.
@@ -399,7 +401,9 @@ macro_rules! query_methods {
             let session = self.session();
             session.needs_named("copy_in")?;
             let (statement, _) = session.statement(query).await?;
-            session.bounded(session.client().copy_in(&statement)).await
+            let sink = session.bounded(session.client().copy_in(&statement)).await?;
+            session.conn().backlog.assume_unfinished();
+            Ok(sink)
         }
 
         /// Starts `COPY ... TO STDOUT` and streams the data.
@@ -418,7 +422,9 @@ macro_rules! query_methods {
             let session = self.session();
             session.needs_named("copy_out")?;
             let (statement, _) = session.statement(query).await?;
-            session.bounded(session.client().copy_out(&statement)).await
+            let stream = session.bounded(session.client().copy_out(&statement)).await?;
+            session.conn().backlog.assume_unfinished();
+            Ok(stream)
         }
 
         /// A token that asks the server to cancel what this connection is running.

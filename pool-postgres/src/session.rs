@@ -54,6 +54,7 @@ use crate::error::Error;
 use crate::hygiene;
 use crate::pooler::SessionStatePolicy;
 use crate::query::{Query, QueryRef};
+use crate::row_stream::RowStream;
 use crate::session_state;
 
 /// Appended to 26000/42P05 errors when no pooler is configured.
@@ -200,16 +201,26 @@ impl<'a> Session<'a> {
             }
         };
         sent.answered();
-        out.map_err(|error| {
-            let mut error = Error::from(error);
-            if error.ends_session() {
-                self.conn.mark_broken();
-            }
-            if error.is_lost_statement() && !self.conn.policy.pooler.transaction_mode() {
-                error = error.with_hint(POOLER_HINT);
-            }
-            self.failed(error)
-        })
+        out.map_err(|error| self.book(error))
+    }
+
+    /// Books an error the driver or server reported: one that ends the
+    /// session marks the connection broken, a lost statement gets its hint,
+    /// and inside a transaction the first failure is kept.
+    pub(crate) fn book(&self, error: tokio_postgres::Error) -> Error {
+        let mut error = Error::from(error);
+        if error.ends_session() {
+            self.conn.mark_broken();
+        }
+        if error.is_lost_statement() && !self.conn.policy.pooler.transaction_mode() {
+            error = error.with_hint(POOLER_HINT);
+        }
+        self.failed(error)
+    }
+
+    /// A row stream handed to the caller: tracked until read to its end.
+    pub(crate) fn stream(&self, rows: tokio_postgres::RowStream) -> RowStream<'a> {
+        RowStream::new(*self, rows)
     }
 
     /// Books a failure: inside a transaction, the first one is what
