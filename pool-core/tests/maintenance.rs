@@ -308,3 +308,55 @@ async fn a_hanging_keepalive_check_does_not_hold_up_leak_reports() {
     assert_eq!(leaks_reported(&recorder), 1, "reported while the check still hangs");
     assert_eq!(counts(&pool), (2, 0, 2, 0, 0), "it does");
 }
+
+/// Issue #14 (3), for idle reaping and lifetime retirement: both used to
+/// wait until the hanging refill timed out.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_min_idle_refill_does_not_hold_up_reaping_or_retirement() {
+    let fake = Fake::new();
+    fake.script_create([Outcome::Never]);
+    let pool = builder(&fake, 4)
+        .min_idle(1)
+        .acquire_timeout(120 * SECOND)
+        .idle_timeout(10 * SECOND)
+        .max_lifetime(30 * SECOND)
+        .build()
+        .unwrap();
+    settle().await;
+    assert_eq!(counts(&pool), (0, 0, 0, 1, 0), "the refill hangs");
+    drop(get_many(&pool, 2).await);
+    assert_eq!(counts(&pool), (2, 2, 0, 1, 0));
+    sleep(11 * SECOND).await;
+    assert_eq!(fake.destroyed(DestroyReason::Idle), 1, "reaped down to min_idle while the refill hangs");
+    sleep(20 * SECOND).await;
+    assert_eq!(fake.destroyed(DestroyReason::Lifetime), 1, "retired while the refill hangs");
+    assert_eq!(counts(&pool), (0, 0, 0, 1, 0), "it does");
+}
+
+/// Issue #14 (3), for idle reaping and lifetime retirement behind a
+/// hanging keepalive check.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_keepalive_check_does_not_hold_up_reaping_or_retirement() {
+    let fake = Fake::new();
+    let pool = builder(&fake, 3)
+        .min_idle(1)
+        .keepalive_interval(30 * SECOND)
+        .acquire_timeout(120 * SECOND)
+        .recycle_timeout(120 * SECOND)
+        .idle_timeout(5 * SECOND)
+        .max_lifetime(45 * SECOND)
+        .build()
+        .unwrap();
+    let mut held = get_many(&pool, 3).await;
+    drop(held.remove(0));
+    fake.script_recycle([Outcome::Never]);
+    sleep(31 * SECOND).await;
+    assert_eq!(fake.recycle_calls(), 1, "the keepalive check of the one idle resource hangs");
+    drop(held);
+    assert_eq!(counts(&pool), (3, 2, 1, 0, 0), "two more idle, not due for a check yet");
+    sleep(6 * SECOND).await;
+    assert_eq!(fake.destroyed(DestroyReason::Idle), 1, "reaped down to min_idle while the check hangs");
+    sleep(9 * SECOND).await;
+    assert_eq!(fake.destroyed(DestroyReason::Lifetime), 1, "retired while the check hangs");
+    assert_eq!((fake.recycle_calls(), counts(&pool)), (1, (1, 0, 1, 0, 0)), "it does");
+}

@@ -15,6 +15,7 @@ use crate::drain::Canceller;
 use crate::manager::PgManager;
 use crate::policy::StatementPolicy;
 use crate::pool::PgPool;
+use crate::postgres_checks::{self, When};
 use crate::recycling::Recycling;
 use crate::registry::{Registration, Target};
 use crate::settings::{Effective, PoolSettings};
@@ -55,6 +56,7 @@ impl PgPoolBuilder {
             // tokio-postgres's messages name the option, never the password.
             ConfigError::new("url", "(hidden)", ErrorChain(&e).to_string())
         })?;
+        postgres_checks::check(&config, When::Parsed)?;
         let mut settings = PoolSettings::default();
         for (name, value) in &split.pool {
             settings.set_text(name, value)?;
@@ -117,9 +119,13 @@ impl PgPoolBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] naming any setting out of range, whichever way it
-    /// was given.
+    /// was given, and anything in the tokio-postgres config that would make
+    /// every connect fail: no host, port 0, more ports than hosts (or
+    /// fewer, but more than one), a NUL byte in a name, the password or
+    /// `options`.
     pub fn build(self) -> Result<PgPool, ConfigError> {
         let Self { mut config, settings, observers, tls } = self;
+        postgres_checks::check(&config, When::Built)?;
         let s = settings.checked()?.effective();
         if config.get_application_name().is_none() {
             config.application_name(default_application_name());

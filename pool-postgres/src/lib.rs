@@ -16,6 +16,7 @@ mod param_types;
 mod policy;
 mod pool;
 mod pooler;
+mod postgres_checks;
 mod query;
 mod queued;
 mod recycling;

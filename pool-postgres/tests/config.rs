@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use pool_postgres::{ConfigError, PgConfig, PgPool};
+use pool_postgres::{ConfigError, ErrorChain, PgConfig, PgPool};
+use pool_postgres_test_server::TestServer;
+use tokio_postgres::error::SqlState;
 
 #[tokio::test]
 async fn url_pool_parameters_configure_the_pool_and_are_not_sent_to_the_server() {
@@ -52,7 +54,7 @@ fn bad_urls_and_parameters_are_named_in_the_error() {
         ("postgres://u:hunter2@h/db?connection_limt=5", "connection_limt", "not a parameter"),
         ("postgres://u:hunter2@h/db?min_idle=20&connection_limit=10", "min_idle", "max_size"),
         ("http://u:hunter2@h/db", "url", "postgres://"),
-        ("postgres://u:hunter2@h:notaport/db", "url", "port"),
+        ("postgres://u:hunter2@h:notaport/db", "port", "notaport"),
         ("", "url", "postgres://"),
     ] {
         let err: ConfigError = PgPool::from_url(url).expect_err(url);
@@ -115,4 +117,167 @@ async fn a_second_pool_for_the_same_server_database_and_user_logs_a_warning_once
     for pool in &pools {
         assert_eq!(pool.get().await.unwrap().query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
     }
+}
+
+/// A password holding every character that means something in a URL, and
+/// others; each piece is marked so a leak of any part of it shows.
+const PASSWORD: &str = "zq7?xw8@yv9/ut6#sr5%qp4:on3 ml2€kj1";
+const PIECES: [&str; 9] = ["zq7", "xw8", "yv9", "ut6", "sr5", "qp4", "on3", "ml2", "kj1"];
+
+fn assert_no_piece_of_the_password(text: &str) {
+    for piece in PIECES {
+        assert!(!text.contains(piece), "a piece of the password ({piece}) shows in: {text}");
+    }
+}
+
+/// A server that requires `PASSWORD` from `postgres`.
+fn password_server() -> TestServer {
+    common::start(&TestServer::builder().password("postgres", PASSWORD))
+}
+
+/// `password` pasted into a URL as it is, but for `%` (which starts an escape).
+fn pasted(server: &TestServer, password: &str) -> String {
+    format!(
+        "postgres://postgres:{}@127.0.0.1:{}/postgres?connection_limit=2&pool_timeout=5",
+        password.replace('%', "%25"),
+        server.port()
+    )
+}
+
+/// Issue #14 (6): a `?` in a password used to end the URL's base there,
+/// an `@` the credentials, so the password that reached the server was cut.
+#[tokio::test]
+async fn a_password_pasted_unencoded_with_url_delimiters_logs_in() {
+    let server = password_server();
+    let pool = PgPool::from_url(&pasted(&server, PASSWORD)).unwrap();
+    assert_eq!(pool.name(), "postgres", "the database, and nothing of the password");
+    assert_no_piece_of_the_password(&format!("{pool:?}"));
+    let client = pool.get().await.unwrap();
+    assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+}
+
+/// Issue #14 (6): the rest of such a password used to become part of the
+/// host or database name, and so of the pool's name (its logs and metric
+/// labels), its errors and its `Debug`.
+#[test]
+fn no_piece_of_a_password_shows_in_errors_logs_debug_or_the_pool_name() {
+    let server = password_server();
+    let wrong = format!("{PASSWORD}-but-wrong");
+    let mut seen = Vec::new();
+    let logs = common::warnings_during(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let pool = PgPool::from_url(&pasted(&server, &wrong)).unwrap();
+            seen.push(pool.name().to_owned());
+            seen.push(format!("{pool:?}"));
+            let error = pool.get().await.unwrap_err();
+            let code = error.backend_error().and_then(tokio_postgres::Error::code);
+            assert_eq!(code, Some(&SqlState::INVALID_PASSWORD), "{error:?}");
+            seen.push(ErrorChain(&error).to_string());
+            seen.push(format!("{error:?}"));
+        });
+    });
+    assert!(!logs.is_empty(), "the failed connect is logged");
+    for text in seen.iter().chain(&logs) {
+        assert_no_piece_of_the_password(text);
+    }
+    assert_eq!(seen[0], "postgres");
+}
+
+/// Issue #14 (6): each of these used to be accepted and fail every `get`
+/// (or, for the %-escape, send a password the user did not write).
+#[test]
+fn what_can_never_work_is_refused_at_from_url_naming_the_value() {
+    for (url, parameter, value, rule) in [
+        ("postgres://u:zq7@h:0/db", "port", "0", "1 to 65535"),
+        ("postgres://u:zq7@h:99999/db", "port", "99999", "1 to 65535"),
+        ("postgres://u:zq7@h/db?port=0", "port", "0", "1 to 65535"),
+        ("postgres://u:zq7@/db?host=a,b&port=1,2,3", "port", "3 ports for 2 hosts", "one port per host"),
+        ("postgres://u:zq7@h,i/db?port=1,2", "port", "4 ports for 2 hosts", "one port per host"),
+        (
+            "postgres://u:zq7@h/db?hostaddr=127.0.0.1,127.0.0.2",
+            "hostaddr",
+            "2 addresses for 1 host names",
+            "one",
+        ),
+        ("postgres://u:zq7@h/db?statement_timeout=600h", "statement_timeout", "600h", "2147483647 ms"),
+        ("postgres://u:zq7@h/db?application_name=a%00b", "application_name", "a\0b", "NUL"),
+        ("postgres://u%00x:zq7@h/db", "user", "u\0x", "NUL"),
+        ("postgres://u:zq7@h/d%00b", "dbname", "d\0b", "NUL"),
+        ("postgres://u:zq7@h/db?options=-c%00x", "options", "-c\0x", "NUL"),
+        ("postgres://u:zq7%00@h/db", "password", "(hidden)", "NUL"),
+        ("postgres://u:zq7%zz@h/db", "password", "(hidden)", "%25"),
+    ] {
+        let err = PgPool::from_url(url).expect_err(url);
+        let text = err.to_string();
+        assert_eq!((err.parameter(), err.value()), (parameter, value), "{url}: {text}");
+        assert!(text.contains(rule), "{url}: {text}");
+        assert!(!text.contains("zq7") && !format!("{err:?}").contains("zq7"), "{url}: {text}");
+    }
+}
+
+/// The builder and config files share the settings table and the checks.
+#[test]
+fn the_builder_and_config_files_refuse_what_can_never_work_too() {
+    let with = |f: fn(&mut tokio_postgres::Config)| {
+        let mut config = tokio_postgres::Config::new();
+        config.host("h");
+        f(&mut config);
+        PgPool::builder(config)
+    };
+    for (builder, parameter) in [
+        (
+            with(|c| {
+                c.port(0);
+            }),
+            "port",
+        ),
+        (
+            with(|c| {
+                c.application_name("a\0b");
+            }),
+            "application_name",
+        ),
+        (
+            with(|c| {
+                c.password("zq7\0");
+            }),
+            "password",
+        ),
+        (PgPool::builder(tokio_postgres::Config::new()), "host"),
+        (with(|_| ()).statement_timeout(Duration::from_secs(25 * 24 * 3600)), "statement_timeout"),
+        (
+            with(|_| ()).postgres_config(|c| {
+                c.port(0);
+            }),
+            "port",
+        ),
+    ] {
+        let err = builder.build().expect_err(parameter);
+        assert_eq!(err.parameter(), parameter, "{err}");
+        assert!(!err.to_string().contains("zq7"), "{err}");
+    }
+    let file = serde_json::from_str::<PgConfig>(
+        r#"{"url": "postgres://h/db", "pool": {"statement_timeout": "600h"}}"#,
+    );
+    let err = file.expect_err("refused as the file is read").to_string();
+    assert!(err.contains("statement_timeout") && err.contains("2147483647"), "{err}");
+    assert!(PgPool::from_url("postgres://h/db?statement_timeout=596h").is_ok(), "24.8 days is the most");
+}
+
+/// Issue #14 (6): tokio-postgres reads `host=a,b` as one host named "a,b",
+/// so every `get` used to fail with "invalid number of ports"; libpq reads
+/// it as a list, and so does the pool now.
+#[tokio::test]
+async fn a_host_list_in_the_query_string_tries_each_host() {
+    let server = common::server();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!(
+        "postgres://{}@/postgres?host=127.0.0.1,127.0.0.1&port={closed},{}&connection_limit=1",
+        server.user(),
+        server.port()
+    );
+    let pool = PgPool::from_url(&url).unwrap();
+    let client = pool.get().await.unwrap();
+    assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
 }

@@ -147,7 +147,8 @@ fn malformed_urls_are_refused_naming_the_url() {
     let text = refused("mysql://root:s3cret@db/app", "url");
     assert!(text.contains("postgres://"), "{text}");
     refused("", "url");
-    refused("postgres://u:s3cret@db:notaport/app", "url");
+    let text = refused("postgres://u:s3cret@db:notaport/app", "port");
+    assert!(text.contains("notaport"), "names the bad port: {text}");
 }
 
 #[test]

@@ -22,8 +22,8 @@ use crate::config_error::ConfigError;
 use crate::pooler::{Pooler, SessionStatePolicy};
 use crate::recycling::Recycling;
 use rules::{
-    AtLeastOne, Count, Limit, Name, PoolerRule, Positive, RecyclingRule, ReuseRule, Rule, SessionStateRule,
-    Span, ZeroIsOff,
+    AtLeastOne, Count, Limit, Name, PoolerRule, Positive, RecyclingRule, ReuseRule, Rule, ServerTimeout,
+    SessionStateRule, Span, ZeroIsOff,
 };
 
 pub use file::PgConfig;
@@ -77,9 +77,9 @@ generate::pool_settings! {
     statement_cache_size: usize, Count,
         default DEFAULT_STATEMENT_CACHE_SIZE => "256",
         names ["statement_cache_size"];
-    /// The server's `statement_timeout` for every session of the pool;
-    /// `0`/`off`: the server's own setting.
-    statement_timeout: Option<Duration>, ZeroIsOff,
+    /// The server's `statement_timeout` for every session of the pool
+    /// (at most 2147483647 ms, the server's limit); `0`/`off`: the server's own setting.
+    statement_timeout: Option<Duration>, ServerTimeout,
         default None => "the server's",
         names ["statement_timeout"];
     /// Refuse `get` at once when this many tasks wait already; `off`: no limit.

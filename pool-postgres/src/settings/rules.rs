@@ -122,6 +122,32 @@ impl Rule for ZeroIsOff {
     }
 }
 
+/// A duration the server keeps, switched off as [`ZeroIsOff`]; at most
+/// what PostgreSQL takes for a timeout (`INT_MAX` milliseconds, about 24.8
+/// days), so that a longer one is refused here instead of by the server at
+/// every connect. Sent in whole milliseconds, at least 1.
+pub(crate) struct ServerTimeout;
+
+/// The longest timeout PostgreSQL takes, in milliseconds.
+pub(crate) const SERVER_TIMEOUT_MAX_MS: u128 = i32::MAX as u128;
+
+impl Rule for ServerTimeout {
+    type Value = Option<Duration>;
+
+    fn parse(text: &str) -> Result<Option<Duration>, String> {
+        ZeroIsOff::parse(text)
+    }
+
+    fn check(value: Option<Duration>) -> Result<Option<Duration>, String> {
+        match ZeroIsOff::check(value)? {
+            Some(d) if d.as_millis() > SERVER_TIMEOUT_MAX_MS => Err(format!(
+                "must be at most {SERVER_TIMEOUT_MAX_MS} ms (about 24 days), the longest PostgreSQL takes"
+            )),
+            other => Ok(other),
+        }
+    }
+}
+
 /// A duration where zero means zero ("always").
 pub(crate) struct Span;
 
@@ -290,6 +316,20 @@ mod tests {
         assert_eq!(ZeroIsOff::read("0s"), Ok(None));
         assert_eq!(ZeroIsOff::check(Some(Duration::ZERO)), Ok(None));
         assert_eq!(ZeroIsOff::read("5"), Ok(Some(Duration::from_secs(5))));
+    }
+
+    /// Issue #14 (6): a longer one used to be sent and refused by the
+    /// server at every connect.
+    #[test]
+    fn server_timeouts_stop_at_the_servers_limit() {
+        let most = Duration::from_millis(2_147_483_647);
+        assert_eq!(ServerTimeout::check(Some(most)), Ok(Some(most)));
+        assert!(
+            ServerTimeout::check(Some(most + Duration::from_millis(1))).unwrap_err().contains("2147483647")
+        );
+        assert!(ServerTimeout::read("600h").is_err());
+        assert_eq!(ServerTimeout::read("off"), Ok(None));
+        assert_eq!(ServerTimeout::check(Some(Duration::ZERO)), Ok(None));
     }
 
     #[test]
