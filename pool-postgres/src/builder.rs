@@ -11,7 +11,8 @@ use std::time::Duration;
 use pool_core::{ErrorChain, Observer, Pool};
 
 use crate::config_error::ConfigError;
-use crate::drain::Canceller;
+use crate::liveness::Liveness;
+use crate::side_channel::SideChannel;
 use crate::manager::PgManager;
 use crate::policy::StatementPolicy;
 use crate::pool::PgPool;
@@ -153,20 +154,25 @@ impl PgPoolBuilder {
         manager.recycling = s.recycling;
         manager.verify_idle_after = s.verify_idle_after;
         manager.statement_cache_size = s.statement_cache_size;
-        let canceller = match tls {
-            Tls::Off => Canceller::Plain,
+        let side_channel = match tls {
+            Tls::Off => SideChannel::Plain,
             #[cfg(feature = "tls")]
             Tls::On(connector) => {
                 manager.tls = Some(connector.clone());
-                Canceller::Tls(connector)
+                SideChannel::Tls(connector)
             }
         };
+        let liveness = s
+            .liveness_check_after
+            .filter(|_| !s.pooler.transaction_mode())
+            .map(|after| Arc::new(Liveness::new(after, &manager.config, side_channel.clone())));
         manager.policy = Arc::new(StatementPolicy {
             socket_timeout: s.socket_timeout,
             pooler: s.pooler,
             session_state: s.pooler_session_state,
             pool_name: name.clone(),
-            canceller,
+            liveness,
+            side_channel,
         });
         let mut builder = Pool::builder(manager)
             .name(name)

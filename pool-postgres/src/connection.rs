@@ -27,6 +27,8 @@ pub struct PgConnection {
     pub(crate) policy: Arc<StatementPolicy>,
     /// Requests sent and no longer awaited by anyone; drained before reuse.
     pub(crate) backlog: Backlog,
+    /// The server process behind it, when the liveness check needs it.
+    pub(crate) backend_pid: Option<i32>,
 }
 
 impl PgConnection {
@@ -69,6 +71,7 @@ impl PgConnection {
             broken: AtomicBool::new(false),
             policy,
             backlog: Backlog::default(),
+            backend_pid: None,
         }
     }
 

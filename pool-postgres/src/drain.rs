@@ -6,7 +6,7 @@
 //! - **A statement runs out of `socket_timeout`** ([`cancel_in_place`]):
 //!   the server is asked to cancel it (a cancel request on a connection of
 //!   its own, tokio-postgres's `CancelToken`), and its answer is awaited a
-//!   while longer, [`CANCEL_BOUND`] in all. An answer — the server's
+//!   while longer, [`SIDE_BOUND`](crate::side_channel::SIDE_BOUND) in all. An answer — the server's
 //!   `57014 canceling statement`, or the result, if it finished first —
 //!   means the session is in step again and the connection is kept;
 //!   no answer means the path to the server is dead, and it is closed.
@@ -34,16 +34,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
+use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
 
 use crate::connection::PgConnection;
-
-/// Longest wait for a cancel request to be delivered plus, on the
-/// `socket_timeout` path, for the statement's answer after it.
-pub(crate) const CANCEL_BOUND: Duration = Duration::from_secs(2);
 
 /// True outside a transaction block, false inside one; see the module docs.
 const IN_BLOCK_PROBE: &str = "SELECT now() = statement_timestamp()";
@@ -53,51 +48,6 @@ const IN_BLOCK_PROBE: &str = "SELECT now() = statement_timestamp()";
 /// `socket_timeout`) and `outcome` (`kept`: the session was back in step
 /// within the bound; `closed`: it was not, and the connection was closed).
 pub const CANCEL_METRIC: &str = "pool_statement_cancels_total";
-
-/// How cancel requests reach the server: over TLS when the pool's
-/// connections use it.
-#[derive(Clone, Default)]
-pub(crate) enum Canceller {
-    #[default]
-    Plain,
-    #[cfg(feature = "tls")]
-    Tls(crate::tls::MakeRustlsConnect),
-}
-
-impl std::fmt::Debug for Canceller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Plain => f.write_str("Plain"),
-            #[cfg(feature = "tls")]
-            Self::Tls(_) => f.write_str("Tls"),
-        }
-    }
-}
-
-impl Canceller {
-    /// Sends one cancel request, within [`CANCEL_BOUND`]; whether it was
-    /// delivered.
-    async fn cancel(&self, token: CancelToken) -> bool {
-        let sent = async {
-            match self {
-                Self::Plain => token.cancel_query(NoTls).await,
-                #[cfg(feature = "tls")]
-                Self::Tls(tls) => token.cancel_query(tls.clone()).await,
-            }
-        };
-        match tokio::time::timeout(CANCEL_BOUND, sent).await {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "a cancel request failed");
-                false
-            }
-            Err(_) => {
-                tracing::debug!("a cancel request was not delivered within {CANCEL_BOUND:?}");
-                false
-            }
-        }
-    }
-}
 
 /// Why the pool cancelled a statement; the metric's `reason`.
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +94,7 @@ impl Drop for Outcome<'_> {
 }
 
 /// A statement ran out of `socket_timeout`: cancels it on the server and
-/// waits for its answer, [`CANCEL_BOUND`] in all. `Some` with the answer
+/// waits for its answer, [`crate::side_channel::SIDE_BOUND`] in all. `Some` with the answer
 /// if it came (the session is in step again); `None` if not (the caller
 /// marks the connection broken).
 pub(crate) async fn cancel_in_place<T>(
@@ -152,9 +102,9 @@ pub(crate) async fn cancel_in_place<T>(
     mut round_trip: Pin<&mut impl Future<Output = T>>,
 ) -> Option<T> {
     let outcome = Outcome { conn, reason: Reason::SocketTimeout, kept: false };
-    let until = tokio::time::Instant::now() + CANCEL_BOUND;
+    let until = tokio::time::Instant::now() + crate::side_channel::SIDE_BOUND;
     let token = conn.client.cancel_token();
-    let cancelled = tokio::time::timeout_at(until, conn.policy.canceller.cancel(token));
+    let cancelled = tokio::time::timeout_at(until, conn.policy.side_channel.cancel(token));
     // The statement may finish while the cancel is on its way.
     let answer = tokio::select! {
         biased;
@@ -175,10 +125,10 @@ pub(crate) fn cancel_backlog(conn: &PgConnection) {
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-    let canceller = conn.policy.canceller.clone();
+    let side_channel = conn.policy.side_channel.clone();
     let token = conn.client.cancel_token();
     conn.backlog.set_cancel(runtime.spawn(async move {
-        canceller.cancel(token).await;
+        side_channel.cancel(token).await;
     }));
 }
 
@@ -191,7 +141,7 @@ pub(crate) async fn drain(conn: &PgConnection) -> Result<(), tokio_postgres::Err
     match conn.backlog.take_cancel() {
         // Delivered or given up: either way it cannot land later than this.
         Some(cancel) => drop(cancel.await),
-        None => drop(conn.policy.canceller.cancel(conn.client.cancel_token()).await),
+        None => drop(conn.policy.side_channel.cancel(conn.client.cancel_token()).await),
     }
     let mut late_cancel_seen = false;
     loop {

@@ -39,6 +39,14 @@ pub enum ErrorKind {
         /// closed when it comes back.
         cancelled: bool,
     },
+    /// No answer came, and the server is not running the statement: it
+    /// finished it or never received it, so the network path to it is dead
+    /// (see the `liveness_check_after` setting). The statement may or may
+    /// not have taken effect; the connection is closed when it comes back.
+    Unanswered {
+        /// How long the statement had waited.
+        waited: Duration,
+    },
     /// A statement earlier in this transaction failed, so the server had
     /// already rolled the transaction back; `commit` reports this instead of
     /// success. Nothing the transaction wrote was committed.
@@ -78,6 +86,10 @@ impl Error {
 
     pub(crate) fn timeout(limit: Duration, cancelled: bool) -> Self {
         Self::of(ErrorKind::Timeout { limit, cancelled })
+    }
+
+    pub(crate) fn unanswered(waited: Duration) -> Self {
+        Self::of(ErrorKind::Unanswered { waited })
     }
 
     pub(crate) fn transaction_aborted(first_failure: String) -> Self {
@@ -189,7 +201,13 @@ impl Error {
                 "the statement did not finish within socket_timeout ({limit:?}), and the server did not \
                  confirm a cancel within {:?}: it may still run or have finished; the connection will be \
                  closed",
-                crate::drain::CANCEL_BOUND
+                crate::side_channel::SIDE_BOUND
+            ),
+            ErrorKind::Unanswered { waited } => write!(
+                f,
+                "no answer after {waited:?}, and the server is not running the statement (it finished it or \
+                 never received it): the network path to the server is dead; the connection will be closed, \
+                 and the statement may or may not have taken effect"
             ),
             ErrorKind::TransactionAborted { first_failure } => write!(
                 f,

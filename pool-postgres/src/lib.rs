@@ -11,6 +11,7 @@ mod drain;
 mod error;
 mod hygiene;
 pub mod insight;
+mod liveness;
 mod manager;
 mod param_types;
 mod policy;
@@ -26,6 +27,7 @@ mod session;
 mod session_state;
 mod settings;
 mod shared;
+mod side_channel;
 #[cfg(feature = "tls")]
 mod tls;
 mod transaction;
@@ -47,7 +49,7 @@ pub use query::Query;
 pub use recycling::Recycling;
 pub use row_stream::RowStream;
 pub use settings::{
-    DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig,
+    DEFAULT_LIVENESS_CHECK_AFTER, DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig,
     PoolSettings,
 };
 pub use shared::shared_pool;

@@ -68,23 +68,24 @@ impl Manager for PgManager {
     const RESOURCE: &'static str = "connection";
 
     async fn create(&self) -> Result<PgConnection, tokio_postgres::Error> {
+        let policy = std::sync::Arc::clone(&self.policy);
         #[cfg(feature = "tls")]
-        if let Some(tls) = &self.tls {
+        let mut conn = if let Some(tls) = &self.tls {
             let (client, connection) = self.config.connect(tls.clone()).await?;
-            return Ok(PgConnection::new(
-                client,
-                connection,
-                self.statement_cache_size,
-                std::sync::Arc::clone(&self.policy),
-            ));
+            PgConnection::new(client, connection, self.statement_cache_size, policy)
+        } else {
+            let (client, connection) = self.config.connect(NoTls).await?;
+            PgConnection::new(client, connection, self.statement_cache_size, policy)
+        };
+        #[cfg(not(feature = "tls"))]
+        let mut conn = {
+            let (client, connection) = self.config.connect(NoTls).await?;
+            PgConnection::new(client, connection, self.statement_cache_size, policy)
+        };
+        if self.policy.liveness.is_some() {
+            conn.backend_pid = Some(backend_pid(&conn.client).await?);
         }
-        let (client, connection) = self.config.connect(NoTls).await?;
-        Ok(PgConnection::new(
-            client,
-            connection,
-            self.statement_cache_size,
-            std::sync::Arc::clone(&self.policy),
-        ))
+        Ok(conn)
     }
 
     async fn recycle(
@@ -124,6 +125,18 @@ impl Manager for PgManager {
         tracing::debug!(%reason, "closing a PostgreSQL connection");
         drop(conn);
     }
+}
+
+/// The server process id of a new session, for the liveness check.
+async fn backend_pid(client: &tokio_postgres::Client) -> Result<i32, tokio_postgres::Error> {
+    let messages = client.simple_query("SELECT pg_backend_pid()").await?;
+    let pid = messages.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|pid| pid.parse().ok()),
+        _ => None,
+    });
+    // A server always answers it; 0 matches no session, so the check then
+    // finds the statement "not running" only if the session is gone too.
+    Ok(pid.unwrap_or(0))
 }
 
 impl std::fmt::Debug for PgManager {

@@ -16,6 +16,9 @@ pub(crate) struct StatementPolicy {
     pub(crate) session_state: SessionStatePolicy,
     /// The pool's name, for log lines and metric labels.
     pub(crate) pool_name: String,
-    /// How cancel requests reach the server.
-    pub(crate) canceller: crate::drain::Canceller,
+    /// The dead-path check of unanswered statements (`liveness_check_after`);
+    /// `None` when off or behind a transaction pooler.
+    pub(crate) liveness: Option<std::sync::Arc<crate::liveness::Liveness>>,
+    /// How cancel requests and liveness probes reach the server.
+    pub(crate) side_channel: crate::side_channel::SideChannel,
 }

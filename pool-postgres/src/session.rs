@@ -43,6 +43,7 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
@@ -180,24 +181,30 @@ impl<'a> Session<'a> {
         round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, Error> {
         let sent = self.conn.backlog.track();
-        let out = match self.conn.policy.socket_timeout {
-            None => round_trip.await,
-            Some(limit) => {
-                let mut round_trip = pin!(round_trip);
-                match tokio::time::timeout(limit, round_trip.as_mut()).await {
-                    Ok(out) => out,
-                    Err(_) => match drain::cancel_in_place(self.conn, round_trip).await {
-                        Some(Err(error)) if error.code() == Some(&SqlState::QUERY_CANCELED) => {
-                            sent.answered();
-                            return Err(self.failed(Error::timeout(limit, true)));
-                        }
-                        Some(out) => out,
-                        None => {
-                            self.conn.mark_broken();
-                            return Err(self.failed(Error::timeout(limit, false)));
-                        }
-                    },
-                }
+        let mut round_trip = pin!(round_trip);
+        let watched = self.watched(round_trip.as_mut());
+        let watched = match self.conn.policy.socket_timeout {
+            None => watched.await,
+            Some(limit) => match tokio::time::timeout(limit, watched).await {
+                Ok(watched) => watched,
+                Err(_) => match drain::cancel_in_place(self.conn, round_trip).await {
+                    Some(Err(error)) if error.code() == Some(&SqlState::QUERY_CANCELED) => {
+                        sent.answered();
+                        return Err(self.failed(Error::timeout(limit, true)));
+                    }
+                    Some(out) => Ok(out),
+                    None => {
+                        self.conn.mark_broken();
+                        return Err(self.failed(Error::timeout(limit, false)));
+                    }
+                },
+            },
+        };
+        let out = match watched {
+            Ok(out) => out,
+            Err(waited) => {
+                self.conn.mark_broken();
+                return Err(self.failed(Error::unanswered(waited)));
             }
         };
         sent.answered();
@@ -221,6 +228,15 @@ impl<'a> Session<'a> {
     /// A row stream handed to the caller: tracked until read to its end.
     pub(crate) fn stream(&self, rows: tokio_postgres::RowStream) -> RowStream<'a> {
         RowStream::new(*self, rows)
+    }
+
+    /// Awaits a round trip under the liveness check, if the pool has one
+    /// and knows the session's server process ([`crate::liveness`]).
+    async fn watched<F: Future>(&self, round_trip: std::pin::Pin<&mut F>) -> Result<F::Output, Duration> {
+        match (&self.conn.policy.liveness, self.conn.backend_pid) {
+            (Some(liveness), Some(pid)) => liveness.watch(pid, round_trip).await,
+            _ => Ok(round_trip.await),
+        }
     }
 
     /// Books a failure: inside a transaction, the first one is what

@@ -32,9 +32,12 @@ pub use file::PgConfig;
 pub const DEFAULT_STATEMENT_CACHE_SIZE: usize = 256;
 /// Default `recycle_timeout` for PostgreSQL: a check before reuse that takes
 /// longer than this means the connection (or the path to it) is stuck.
-pub const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default `verify_idle_after`: connections idle longer get a round trip before reuse.
-pub const DEFAULT_VERIFY_IDLE_AFTER: Duration = Duration::from_secs(5);
+pub const DEFAULT_VERIFY_IDLE_AFTER: Duration = Duration::from_secs(1);
+/// Default `liveness_check_after`: a statement unanswered this long gets its
+/// session looked at from the side (see [`crate::liveness`]).
+pub const DEFAULT_LIVENESS_CHECK_AFTER: Duration = Duration::from_secs(2);
 
 generate::pool_settings! {
     /// Most connections open at once, in use and idle.
@@ -97,12 +100,21 @@ generate::pool_settings! {
     /// With `recycling=fast`, verify a connection with a round trip before
     /// reuse when it sat idle this long.
     verify_idle_after: Duration, Span,
-        default DEFAULT_VERIFY_IDLE_AFTER => "5 s",
+        default DEFAULT_VERIFY_IDLE_AFTER => "1 s",
         names ["verify_idle_after"];
     /// Longest check of a connection before reuse.
     recycle_timeout: Duration, Positive,
-        default DEFAULT_RECYCLE_TIMEOUT => "5 s",
+        default DEFAULT_RECYCLE_TIMEOUT => "2 s",
         names ["recycle_timeout"];
+    /// When a statement has had no answer this long, ask the server from
+    /// a side connection whether it is still running it: if not (it
+    /// finished, or never got it), the path to the server is dead and the
+    /// statement fails at once instead of hanging; long statements the
+    /// server is running are left alone. `0`/`off`: never. Not behind a
+    /// transaction pooler (there, set `socket_timeout`).
+    liveness_check_after: Option<Duration>, ZeroIsOff,
+        default Some(DEFAULT_LIVENESS_CHECK_AFTER) => "2 s",
+        names ["liveness_check_after"];
     /// The pool's name in logs and metric labels.
     name: String, Name,
         default String::new() => "the database name",

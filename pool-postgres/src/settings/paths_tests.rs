@@ -196,6 +196,22 @@ fn cases() -> Vec<(&'static str, Case)> {
             },
         ),
         (
+            "liveness_check_after",
+            Case {
+                url: "liveness_check_after=off",
+                file: json!({"liveness_check_after": "off"}),
+                builder: |b| b.liveness_check_after(None),
+            },
+        ),
+        (
+            "liveness_check_after",
+            Case {
+                url: "liveness_check_after=500ms",
+                file: json!({"liveness_check_after": "500ms"}),
+                builder: |b| b.liveness_check_after(Duration::from_millis(500)),
+            },
+        ),
+        (
             "name",
             Case {
                 url: "pool_name=billing",
