@@ -1,8 +1,8 @@
 //! Failure mode: half-open connections. A network path dies silently (a
 //! NAT table flushed, a firewall dropping state, a VM frozen): established
 //! connections stop carrying bytes in both directions but are never closed
-//! (no FIN, no RST), while new connections work. Reproduced with a TCP
-//! proxy in this test that can "freeze" the connections it carries.
+//! (no FIN, no RST), while new connections work. Reproduced with the
+//! test server's fault proxy, which can "freeze" the connections it carries.
 //!
 //! The pool must not hand out a frozen connection (its check before reuse
 //! is bounded by `recycle_timeout`), must not hang a caller past
@@ -12,114 +12,18 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{SLACK, backend_pid, backends};
 use pool_postgres::PgPool;
-use pool_postgres_test_server::TestServerBuilder;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use pool_postgres_test_server::{FaultProxy, TestServerBuilder};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
 const ACQUIRE: Duration = Duration::from_secs(5);
 const RECYCLE: Duration = Duration::from_secs(1);
 const SOCKET: Duration = Duration::from_secs(2);
-
-/// A TCP proxy to `127.0.0.1:upstream` whose connections can be frozen.
-struct Proxy {
-    port: u16,
-    /// Bumped by `freeze`; connections accepted under an older epoch freeze.
-    epoch: watch::Sender<u64>,
-    /// Relay tasks still running (each holds two sockets).
-    live: Arc<AtomicUsize>,
-    accept: JoinHandle<()>,
-}
-
-/// Counts a relay task as live until it ends, however it ends.
-struct Live(Arc<AtomicUsize>);
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Proxy {
-    async fn start(upstream: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        let (epoch, _) = watch::channel(0_u64);
-        let live = Arc::new(AtomicUsize::new(0));
-        let accept = {
-            let epoch = epoch.clone();
-            let live = Arc::clone(&live);
-            tokio::spawn(async move {
-                // Owned here: when this task is aborted, the set is dropped
-                // and every relay task with it.
-                let mut relays = JoinSet::new();
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => {
-                            let Ok((client, _)) = accepted else { break };
-                            let frozen = epoch.subscribe();
-                            let born = *frozen.borrow();
-                            live.fetch_add(1, Ordering::SeqCst);
-                            let guard = Live(Arc::clone(&live));
-                            relays.spawn(relay(client, upstream, frozen, born, guard));
-                        }
-                        Some(_) = relays.join_next(), if !relays.is_empty() => {}
-                    }
-                }
-            })
-        };
-        Self { port, epoch, live, accept }
-    }
-
-    /// From now on, every connection accepted before this call silently
-    /// stops forwarding (both ways) but stays open; new ones work.
-    fn freeze(&self) {
-        self.epoch.send_modify(|e| *e += 1);
-    }
-
-    /// Stops accepting and closes every connection; waits until every
-    /// relay task has ended.
-    async fn shutdown(self) {
-        self.accept.abort();
-        let _ = self.accept.await;
-        let live = Arc::clone(&self.live);
-        common::wait_until(SLACK, "every proxy task has ended", || {
-            let n = live.load(Ordering::SeqCst);
-            async move { n == 0 }
-        })
-        .await;
-    }
-}
-
-/// Forwards between `client` and the upstream server until either side
-/// closes, or until the proxy freezes connections born before `born + 1`:
-/// then it stops reading and writing but keeps both sockets open (no FIN,
-/// no RST) until it is aborted.
-async fn relay(
-    mut client: TcpStream,
-    upstream: u16,
-    mut frozen: watch::Receiver<u64>,
-    born: u64,
-    _live: Live,
-) {
-    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = async { frozen.wait_for(|epoch| *epoch > born).await.map(drop) } => {
-            // Bytes already read but not yet written are dropped: on a dead
-            // path they are lost too.
-            std::future::pending::<()>().await;
-        }
-    }
-}
 
 /// Whether session `pid` is running a query now, seen from the server.
 async fn is_active(monitor: &Client, pid: i32) -> bool {
@@ -134,12 +38,12 @@ async fn is_active(monitor: &Client, pid: i32) -> bool {
 async fn frozen_connections_are_never_handed_out_and_a_query_on_one_times_out() {
     let server = common::start(&TestServerBuilder::new());
     let monitor = common::monitor(&server).await;
-    let proxy = Proxy::start(server.port()).await;
+    let proxy = FaultProxy::in_front_of(&server).expect("start the fault proxy");
     let app = "failures_half_open";
     let pool = PgPool::from_url(&format!(
-        "postgres://postgres@127.0.0.1:{}/postgres?connection_limit=6&pool_timeout={}&verify_idle_after=0.2\
+        "{}?connection_limit=6&pool_timeout={}&verify_idle_after=0.2\
          &recycle_timeout={}&socket_timeout={}&application_name={app}",
-        proxy.port,
+        proxy.url(),
         ACQUIRE.as_secs(),
         RECYCLE.as_secs(),
         SOCKET.as_secs(),
@@ -244,7 +148,7 @@ async fn frozen_connections_are_never_handed_out_and_a_query_on_one_times_out() 
     );
 
     pool.close_and_wait(Duration::from_secs(5)).await.expect("the pool closes");
-    proxy.shutdown().await;
+    proxy.shutdown();
     drop(server);
 }
 
@@ -254,11 +158,11 @@ async fn a_check_stuck_on_a_frozen_connection_ends_at_acquire_timeout() {
     // the caller gets a timeout naming the check, in time, and the frozen
     // connection is destroyed, so the next get opens a fresh one.
     let server = common::start(&TestServerBuilder::new());
-    let proxy = Proxy::start(server.port()).await;
+    let proxy = FaultProxy::in_front_of(&server).expect("start the fault proxy");
     let pool = PgPool::from_url(&format!(
-        "postgres://postgres@127.0.0.1:{}/postgres?connection_limit=2&pool_timeout=1&verify_idle_after=0\
+        "{}?connection_limit=2&pool_timeout=1&verify_idle_after=0\
          &application_name=failures_half_open_stuck",
-        proxy.port,
+        proxy.url(),
     ))
     .expect("a valid URL");
     let frozen_pid = {
@@ -293,6 +197,6 @@ async fn a_check_stuck_on_a_frozen_connection_ends_at_acquire_timeout() {
     assert_ne!(pid, frozen_pid);
     drop(client);
     pool.close_and_wait(Duration::from_secs(5)).await.expect("the pool closes");
-    proxy.shutdown().await;
+    proxy.shutdown();
     drop(server);
 }

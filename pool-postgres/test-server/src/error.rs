@@ -38,6 +38,9 @@ pub enum Phase {
     WaitPgBouncerReady,
     /// Shutting a PgBouncer down.
     StopPgBouncer,
+    /// Starting a [`FaultProxy`](crate::FaultProxy): its port, runtime or thread.
+    #[cfg(feature = "fault-proxy")]
+    StartFaultProxy,
 }
 
 impl Phase {
@@ -55,6 +58,8 @@ impl Phase {
             Self::StartPgBouncer => "starting pgbouncer",
             Self::WaitPgBouncerReady => "waiting for pgbouncer to accept connections",
             Self::StopPgBouncer => "stopping pgbouncer",
+            #[cfg(feature = "fault-proxy")]
+            Self::StartFaultProxy => "starting the fault proxy",
         }
     }
 }

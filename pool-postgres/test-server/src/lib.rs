@@ -8,6 +8,8 @@ mod address;
 mod binaries;
 mod dirs;
 mod error;
+#[cfg(feature = "fault-proxy")]
+mod fault_proxy;
 mod pgbouncer;
 mod ports;
 mod process;
@@ -24,6 +26,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use error::{Phase, TestServerError};
+#[cfg(feature = "fault-proxy")]
+pub use fault_proxy::FaultProxy;
 pub use pgbouncer::{PoolMode, TestPgBouncer, TestPgBouncerBuilder};
 
 use account::Identity;

@@ -11,11 +11,19 @@
 //!   the WARN events logged while something runs ([`warnings_during`]);
 //! - the pool's `status()` invariants, checked once or all along by a
 //!   background watcher ([`watch`]: [`check_invariants`], [`assert_settled`],
-//!   [`StatusWatch`]).
+//!   [`StatusWatch`]);
+//! - for long runs: failures counted by kind ([`failure_kind`]), the fate
+//!   of every transaction and the check of the table against it
+//!   ([`ledger`]), the process's memory ([`memory`]) and a seeded
+//!   generator for think times and timeouts ([`rng`]).
 
 #![allow(dead_code, unreachable_pub, reason = "each test file uses a different part of this module")]
 
+pub mod failure_kind;
 pub mod fleet;
+pub mod ledger;
+pub mod memory;
+pub mod rng;
 pub mod watch;
 pub mod workload;
 
