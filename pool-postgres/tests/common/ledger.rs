@@ -77,27 +77,43 @@ impl Ledger {
 }
 
 impl Audit {
-    /// Panics, with the first few ids of each, if the table breaks the
-    /// ledger anywhere.
-    pub fn assert_consistent(&self, acknowledged: usize) {
+    /// How the table breaks the ledger, with the first few ids of each
+    /// breach; empty if it does not.
+    pub fn problems(&self, acknowledged: usize) -> Vec<String> {
         let first = |ids: &[i64]| ids.iter().take(10).copied().collect::<Vec<_>>();
-        assert!(
-            self.lost.is_empty(),
-            "{} of {acknowledged} acknowledged commits lost: {:?}",
-            self.lost.len(),
-            first(&self.lost)
-        );
-        assert!(
-            self.duplicated.is_empty(),
-            "ids written more than once: {:?}",
-            &self.duplicated[..self.duplicated.len().min(10)]
-        );
-        assert!(
-            self.phantom.is_empty(),
-            "{} transactions never committed are in the table: {:?}",
-            self.phantom.len(),
-            first(&self.phantom)
-        );
-        assert!(self.unknown.is_empty(), "ids no transaction wrote: {:?}", first(&self.unknown));
+        let mut problems = Vec::new();
+        if !self.lost.is_empty() {
+            problems.push(format!(
+                "{} of {acknowledged} acknowledged commits lost: {:?}",
+                self.lost.len(),
+                first(&self.lost)
+            ));
+        }
+        if !self.duplicated.is_empty() {
+            let some = &self.duplicated[..self.duplicated.len().min(10)];
+            problems
+                .push(format!("{} ids written more than once (id, times): {some:?}", self.duplicated.len()));
+        }
+        if !self.phantom.is_empty() {
+            problems.push(format!(
+                "{} ids of transactions never committed are in the table: {:?}",
+                self.phantom.len(),
+                first(&self.phantom)
+            ));
+        }
+        if !self.unknown.is_empty() {
+            problems.push(format!(
+                "{} ids no transaction wrote: {:?}",
+                self.unknown.len(),
+                first(&self.unknown)
+            ));
+        }
+        problems
+    }
+
+    /// Panics if the table breaks the ledger anywhere.
+    pub fn assert_consistent(&self, acknowledged: usize) {
+        let problems = self.problems(acknowledged);
+        assert!(problems.is_empty(), "the table does not match what the clients saw: {problems:#?}");
     }
 }
