@@ -12,7 +12,6 @@ use pool_core::{ErrorChain, Observer, Pool};
 
 use crate::config_error::ConfigError;
 use crate::liveness::Liveness;
-use crate::side_channel::SideChannel;
 use crate::manager::PgManager;
 use crate::policy::StatementPolicy;
 use crate::pool::PgPool;
@@ -20,6 +19,7 @@ use crate::postgres_checks::{self, When};
 use crate::recycling::Recycling;
 use crate::registry::{Registration, Target};
 use crate::settings::{Effective, PoolSettings};
+use crate::side_channel::SideChannel;
 use crate::url;
 
 /// Configures a [`PgPool`]. Start with [`PgPool::builder`],

@@ -49,8 +49,8 @@ pub use query::Query;
 pub use recycling::Recycling;
 pub use row_stream::RowStream;
 pub use settings::{
-    DEFAULT_LIVENESS_CHECK_AFTER, DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE, DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig,
-    PoolSettings,
+    DEFAULT_LIVENESS_CHECK_AFTER, DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE,
+    DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig, PoolSettings,
 };
 pub use shared::shared_pool;
 pub use tokio_postgres;

@@ -81,7 +81,11 @@ impl Liveness {
 
     /// Awaits `round_trip` on the session with server process id `pid`.
     /// `Err` with the time waited when the path to the server is dead.
-    pub(crate) async fn watch<F: Future>(&self, pid: i32, mut round_trip: Pin<&mut F>) -> Result<F::Output, Duration> {
+    pub(crate) async fn watch<F: Future>(
+        &self,
+        pid: i32,
+        mut round_trip: Pin<&mut F>,
+    ) -> Result<F::Output, Duration> {
         let started = Instant::now();
         let mut wait = self.after;
         let mut last = Seen::Unknown;

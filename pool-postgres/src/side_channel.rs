@@ -55,7 +55,10 @@ impl SideChannel {
 
     /// Opens a connection outside the pool; its socket is driven by a task
     /// that ends when the returned client is dropped.
-    pub(crate) async fn connect(&self, config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    pub(crate) async fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> Result<Client, tokio_postgres::Error> {
         match self {
             Self::Plain => {
                 let (client, connection) = config.connect(NoTls).await?;
