@@ -3,7 +3,7 @@
 //! | example | run it with | what it shows |
 //! |---|---|---|
 //! | `quickstart` | `cargo run --release --example quickstart` | "too many clients" reproduced with a connection per call and a pool per call, and cured by one shared pool |
-//! | `service` | `DATABASE_URL=... cargo run --release --example service` | an axum service with one pool in its state, `/health`, `/metrics` and graceful shutdown |
+//! | `service` | `DATABASE_URL=... cargo run --release --example service` | an axum service with one pool in its state, `/health`, `/metrics`, and a shutdown with a deadline (`SHUTDOWN_GRACE`) that reports what it answered and what it cut off |
 //! | `script` | `DATABASE_URL=... cargo run --release --example script` | a short-lived job on `shared_pool()` that closes the pool before exiting |
 //! | `custom_backend` | `cargo run --release --example custom_backend` | pool-core over a backend that is not PostgreSQL: a TCP line protocol |
 

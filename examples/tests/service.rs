@@ -1,5 +1,6 @@
 //! The service example, run for real: every route, pool errors as 503s,
-//! and a graceful shutdown under load that leaves no connection behind.
+//! a graceful shutdown under load that leaves no connection behind, and a
+//! shutdown whose deadline cuts off a request that would never end.
 
 mod common;
 
@@ -11,8 +12,14 @@ use pool_postgres_test_server::TestServer;
 
 /// Starts the service on a free port; returns it and its address.
 fn start_service(database_url: &str) -> (Running, SocketAddr) {
+    start_service_with(database_url, &[])
+}
+
+/// [`start_service`] with more environment variables.
+fn start_service_with(database_url: &str, env: &[(&str, &str)]) -> (Running, SocketAddr) {
     let mut command = common::example("service");
     command.env("DATABASE_URL", database_url).env("LISTEN_ADDR", "127.0.0.1:0");
+    command.envs(env.iter().copied());
     let mut running = Running::spawn(command);
     let log = running.wait_for_stderr("listening on http://", Duration::from_secs(30));
     let addr = log
@@ -48,7 +55,7 @@ async fn serves_every_route_and_shuts_down_gracefully_under_load() {
     let slept = http_get(addr, "/api/sleep?ms=50").await;
     assert_eq!((slept.status, slept.json()["slept_ms"].as_u64()), (200, Some(50)), "{slept:?}");
 
-    for bad in ["/api/sleep?ms=abc", "/api/sleep?ms=99999", "/api/sleep?ms=-1", "/api/sleep"] {
+    for bad in ["/api/sleep?ms=abc", "/api/sleep?ms=600001", "/api/sleep?ms=-1", "/api/sleep"] {
         let response = http_get(addr, bad).await;
         assert_eq!(response.status, 400, "{bad}: {response:?}");
         assert!(response.json()["error"].as_str().is_some_and(|e| e.contains("ms")), "{bad}: {response:?}");
@@ -83,11 +90,94 @@ async fn serves_every_route_and_shuts_down_gracefully_under_load() {
     .unwrap();
     let (status, log) = status;
     assert!(status.success(), "exit status {status}:\n{log}");
-    for line in ["SIGTERM received", "closing the database pool", "shutdown complete"] {
+    for line in [
+        "SIGTERM received: 5 in flight",
+        "closing the database pool",
+        "drain over: 5 in flight at SIGTERM: 5 answered, 0 cut off at the 10s deadline, 0 abandoned by their \
+         clients; 0 new requests refused while draining",
+        "shutdown complete",
+    ] {
         assert!(log.contains(line), "no {line:?} in the log:\n{log}");
     }
     common::wait_for_connections(&monitor, app, None, 0, Duration::from_secs(5)).await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening after exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_outlasting_the_shutdown_grace_is_cut_off_and_reported() {
+    let server = TestServer::start().expect("start a throwaway server");
+    let app = "service_cut_off";
+    let grace = Duration::from_secs(3);
+    let url = format!("{}?connection_limit=5&pool_timeout=5&application_name={app}", server.url());
+    let (mut service, addr) = start_service_with(&url, &[("SHUTDOWN_GRACE", "3")]);
+
+    // One request that would run for ten minutes, three that end within the grace.
+    let monitor = common::monitor(&server.connection_string()).await;
+    let endless = tokio::spawn(http_get(addr, "/api/sleep?ms=600000"));
+    let quick: Vec<_> = (0..3).map(|_| tokio::spawn(http_get(addr, "/api/sleep?ms=1500"))).collect();
+    common::wait_for_connections(&monitor, app, Some("active"), 4, Duration::from_secs(5)).await;
+    service.signal("TERM");
+    let signalled = std::time::Instant::now();
+    tokio::task::block_in_place(|| {
+        service.wait_for_stderr("SIGTERM received: 4 in flight", Duration::from_secs(5));
+    });
+
+    // Draining: the load balancer is told to stop sending, at once.
+    let health = http_get(addr, "/health").await;
+    assert_eq!(health.status, 503, "{health:?}");
+    assert_eq!(health.json()["status"], "draining", "{health:?}");
+    assert!(health.headers.contains("connection: close"), "{health:?}");
+
+    for request in quick {
+        let response = request.await.unwrap();
+        assert_eq!(
+            (response.status, response.json()["slept_ms"].as_u64()),
+            (200, Some(1500)),
+            "{response:?}"
+        );
+    }
+    let cut = endless.await.unwrap();
+    assert_eq!(cut.status, 503, "{cut:?}");
+    assert_eq!(cut.json()["status"], "cut off", "{cut:?}");
+    let cut_after = signalled.elapsed();
+    assert!(cut_after >= grace, "cut off after {cut_after:?}, before the {grace:?} grace was over");
+
+    // Generous (it takes milliseconds past the grace), but far from the ten
+    // minutes the request alone would take.
+    let (status, log) = tokio::task::block_in_place(|| {
+        let status = service.wait(grace + Duration::from_secs(10));
+        (status, service.stderr())
+    });
+    assert_eq!(status.code(), Some(1), "exit status {status}:\n{log}");
+    for line in [
+        "shutdown grace of 3s over with 1 still in flight: cutting them off",
+        "drain over: 4 in flight at SIGTERM: 3 answered, 1 cut off at the 3s deadline, 0 abandoned by their \
+         clients; 1 new requests refused while draining",
+        "shutdown not clean: 1 requests cut off at the shutdown deadline",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
+    assert!(!log.contains("shutdown complete"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+
+    // The cancelled statement's session is gone too, not left running on the server.
+    common::wait_for_connections(&monitor, app, None, 0, Duration::from_secs(5)).await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening after exit");
+}
+
+#[test]
+fn a_bad_shutdown_grace_exits_at_once_with_a_message() {
+    for grace in ["soon", "-1", "inf", ""] {
+        let mut command = common::example("service");
+        command
+            .env("DATABASE_URL", "postgres://app@127.0.0.1:9/app")
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("SHUTDOWN_GRACE", grace);
+        let (status, stdout, stderr) = common::run(command, Duration::from_secs(20));
+        assert!(!status.success(), "{grace:?}: {stdout}\n{stderr}");
+        assert!(stderr.contains(&format!("SHUTDOWN_GRACE={grace:?} is not a number of seconds")), "{stderr}");
+        assert!(!stderr.contains("listening on"), "{grace:?}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
