@@ -78,12 +78,6 @@ const CUT_OFF_BOUND: Duration = Duration::from_secs(1);
 /// its response would hold it up otherwise).
 const RESPONSES_BOUND: Duration = Duration::from_secs(2);
 
-/// How long shutdown waits for the statements of cut-off requests to be
-/// cancelled on the server (see [`settle`]): the pool's own bounds on a
-/// cancel request and on the check before reuse are 2 s each, run one
-/// within the other.
-const SETTLE_BOUND: Duration = Duration::from_secs(3);
-
 /// How long shutdown waits for borrowed connections to come back. Every
 /// request has ended by then, so they come back at once; this bounds the
 /// unexpected.
@@ -226,9 +220,6 @@ async fn shut_down(
         }
     }
 
-    if !settle(pool, SETTLE_BOUND).await {
-        problems.push(format!("the pool's idle connections were not all checked within {SETTLE_BOUND:?}"));
-    }
     tracing::info!("closing the database pool");
     if let Err(e) = pool.close_and_wait(CLOSE_TIMEOUT).await {
         problems.push(format!("the database pool did not close: {e}"));
@@ -252,35 +243,6 @@ async fn shut_down(
     } else {
         Err(format!("shutdown not clean: {}", problems.join("; ")))
     }
-}
-
-/// Checks out every idle connection at once, then gives them all back:
-/// a connection whose request was cut off (or abandoned by its client)
-/// still has that statement running on the server, and the check before
-/// reuse waits for the cancel request the pool sent for it and for the
-/// server's answer. `false` if that took longer than `bound`.
-///
-/// A workaround: `close_and_wait` reports the pool closed without waiting
-/// for those cancel requests, so a process that exits right after it can
-/// leave the statement running on the server, its session with it, long
-/// after the process is gone (issue 14). Remove this step once
-/// `close_and_wait` waits for them.
-async fn settle(pool: &PgPool, bound: Duration) -> bool {
-    let mut checked = Vec::new();
-    let all = tokio::time::timeout(bound, async {
-        while pool.status().idle > 0 {
-            match pool.try_get().await {
-                Ok(client) => checked.push(client),
-                // Nothing idle after all, or a check failed (the pool then
-                // closed that connection, which is what closing does anyway).
-                Err(_) => break,
-            }
-        }
-    })
-    .await
-    .is_ok();
-    drop(checked);
-    all
 }
 
 /// `SHUTDOWN_GRACE`: seconds, such as `10` or `2.5`; `0` cuts off at once.

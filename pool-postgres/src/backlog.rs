@@ -72,10 +72,8 @@ impl Backlog {
 
     /// Keeps the cancel request sent for the backlog, to be awaited by the drain.
     pub(crate) fn set_cancel(&self, cancel: JoinHandle<()>) {
-        let previous = self.lock_cancel().replace(cancel);
-        if let Some(previous) = previous {
-            previous.abort();
-        }
+        // A previous one, if any, is delivered or given up on by itself.
+        drop(self.lock_cancel().replace(cancel));
     }
 
     /// The cancel request sent for the backlog, if any.

@@ -172,6 +172,7 @@ impl PgPoolBuilder {
             session_state: s.pooler_session_state,
             pool_name: name.clone(),
             liveness,
+            side_tasks: Arc::default(),
             side_channel,
         });
         let mut builder = Pool::builder(manager)

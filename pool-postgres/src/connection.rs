@@ -119,6 +119,12 @@ impl Drop for PgConnection {
         // driver task then ends by itself. Abort it anyway in case the
         // socket is stuck (a half-open connection never answers).
         self.driver.abort();
+        // The server does not notice a closed socket while it runs a
+        // statement that sends nothing: abandoned work is cancelled, or it
+        // runs on (and keeps its session) after the connection is gone.
+        if self.backlog.abandoned() > 0 {
+            crate::drain::cancel_backlog(self);
+        }
     }
 }
 

@@ -117,9 +117,11 @@ pub(crate) async fn cancel_in_place<T>(
     answer
 }
 
-/// The connection came back with a backlog: sends a cancel request for it
-/// now, from a task of its own, unless one is on its way already. Without a
-/// Tokio runtime to run it on, [`drain`] sends it instead.
+/// The connection came back with a backlog, or is being closed with one:
+/// sends a cancel request for it now, from a task of its own (counted in
+/// the pool's side tasks, which `close_and_wait` waits for), unless one is
+/// on its way already. Without a Tokio runtime to run it on, [`drain`]
+/// sends it instead.
 pub(crate) fn cancel_backlog(conn: &PgConnection) {
     if conn.backlog.has_cancel() {
         return;
@@ -127,7 +129,7 @@ pub(crate) fn cancel_backlog(conn: &PgConnection) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     let side_channel = conn.policy.side_channel.clone();
     let token = conn.client.cancel_token();
-    conn.backlog.set_cancel(runtime.spawn(async move {
+    conn.backlog.set_cancel(conn.policy.side_tasks.spawn(&runtime, async move {
         side_channel.cancel(token).await;
     }));
 }

@@ -19,6 +19,8 @@ pub(crate) struct StatementPolicy {
     /// The dead-path check of unanswered statements (`liveness_check_after`);
     /// `None` when off or behind a transaction pooler.
     pub(crate) liveness: Option<std::sync::Arc<crate::liveness::Liveness>>,
+    /// Cancel requests still on their way, for `close_and_wait`.
+    pub(crate) side_tasks: std::sync::Arc<crate::side_channel::SideTasks>,
     /// How cancel requests and liveness probes reach the server.
     pub(crate) side_channel: crate::side_channel::SideChannel,
 }

@@ -153,8 +153,11 @@ impl PgPool {
         self.inner.close();
     }
 
-    /// Closes the pool and waits for borrowed connections to come back; see
-    /// [`pool_core::Pool::close_and_wait`].
+    /// Closes the pool and waits for borrowed connections to come back (see
+    /// [`pool_core::Pool::close_and_wait`]) and for the cancel requests sent
+    /// for statements abandoned on them, within the same `timeout`: a
+    /// process that exits before a cancel is delivered leaves its statement
+    /// running on the server.
     ///
     /// # Errors
     ///
@@ -164,7 +167,15 @@ impl PgPool {
     ///
     /// Cancel-safe; the pool is closed from the first poll on.
     pub async fn close_and_wait(&self, timeout: Duration) -> Result<(), CloseTimedOut> {
-        self.inner.close_and_wait(timeout).await
+        let started = tokio::time::Instant::now();
+        let closed = self.inner.close_and_wait(timeout).await;
+        // Cancel requests for statements abandoned on the closed connections
+        // must reach the server before the process may exit; each is bounded.
+        let left = timeout.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, self.inner.manager().policy.side_tasks.settled()).await.is_err() {
+            tracing::debug!(pool = %self.inner.name(), "closed with cancel requests still on their way");
+        }
+        closed
     }
 
     /// What the pool was told stands between it and the server (`pooler`).

@@ -2,8 +2,12 @@
 //! connections — cancel requests (`drain.rs`) and liveness probes
 //! (`liveness.rs`) — encrypted when the pool's connections are.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_postgres::{CancelToken, Client, NoTls};
 
 /// Longest wait for one side-channel exchange: a cancel request delivered,
@@ -71,6 +75,53 @@ impl SideChannel {
                 tokio::spawn(connection);
                 Ok(client)
             }
+        }
+    }
+}
+
+/// The side-channel tasks of one pool still running (cancel requests sent
+/// from a task of their own), so that closing the pool can wait for them:
+/// a process that exits with a cancel still unsent leaves its statement
+/// running on the server, its session with it.
+#[derive(Debug, Default)]
+pub(crate) struct SideTasks {
+    running: AtomicUsize,
+    ended: Notify,
+}
+
+/// Counts one task as running until it ends, however it ends.
+struct Running<'a>(&'a SideTasks);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_waiters();
+    }
+}
+
+impl SideTasks {
+    /// Spawns `task` on `runtime`, counted until it ends.
+    pub(crate) fn spawn(
+        self: &std::sync::Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let tasks = std::sync::Arc::clone(self);
+        runtime.spawn(async move {
+            let _running = Running(&tasks);
+            task.await;
+        })
+    }
+
+    /// Completes once no task is running.
+    pub(crate) async fn settled(&self) {
+        loop {
+            let ended = self.ended.notified();
+            if self.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
         }
     }
 }
