@@ -22,7 +22,9 @@ use crate::status::Status;
 /// was closed, or the holder is panicking (its state is then unknown); in
 /// those cases it is destroyed and its slot freed. Returning never blocks
 /// and never awaits: it is a few field updates under the pool's lock, and
-/// a waiting task, if any, is handed the resource directly.
+/// a waiting task, if any, is handed the resource directly. A resource the
+/// manager says [needs settling](Manager::needs_settling) is settled on a
+/// task of the pool's first, and put back once settled.
 pub struct Pooled<M: Manager> {
     shared: Arc<Shared<M>>,
     /// Boxed with its checkout's book-keeping (`Lease`), so the guard is
@@ -125,6 +127,14 @@ impl<M: Manager> Drop for Pooled<M> {
         if let Some(reason) = reason {
             wake(shared.core.remove_in_use());
             shared.destroy(entry, reason);
+            self.released(held, None);
+            return;
+        }
+        if shared.manager.needs_settling(&mut entry.resource)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Still counted in use; it is put back (or destroyed) when settled.
+            runtime.spawn(Arc::clone(&self.shared).settle_returned(entry));
             self.released(held, None);
             return;
         }

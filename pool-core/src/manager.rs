@@ -146,6 +146,29 @@ pub trait Manager: Send + Sync + 'static {
         false
     }
 
+    /// Whether a resource just returned (and not [broken](Manager::is_broken))
+    /// must be [settled](Manager::settle) before anyone may have it again:
+    /// for a resource the borrower left with work in flight (PostgreSQL: a
+    /// statement whose future was dropped). Cheap and synchronous, like
+    /// `is_broken`. The default says no.
+    fn needs_settling(&self, resource: &mut Self::Resource) -> bool {
+        let _ = resource;
+        false
+    }
+
+    /// Brings a returned resource back to a reusable state, on a task of
+    /// the pool's own, so neither the borrower that left the work behind
+    /// nor the next one waits for it. Meanwhile the resource counts as in
+    /// use. Bounded by `recycle_timeout` (or else `acquire_timeout`); an
+    /// error or the bound passing destroys it with
+    /// [`DestroyReason::RecycleFailed`]. Without a Tokio runtime to run it
+    /// on, the resource goes back idle unsettled, so [`Manager::recycle`]
+    /// must also be able to settle it. The default does nothing.
+    fn settle(&self, resource: &mut Self::Resource) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = resource;
+        std::future::ready(Ok(()))
+    }
+
     /// Called once for every resource the pool gives up, with the reason.
     /// The default just drops it. Runs on whichever task gave it up (possibly
     /// inside a `Drop`), so it must not block; spawn if closing needs I/O.

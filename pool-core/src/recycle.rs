@@ -33,6 +33,8 @@ pub(crate) enum CheckFor {
     /// The upkeep task validates a resource that has idled for
     /// `keepalive_interval`.
     Keepalive,
+    /// A returned resource is settled before it goes back idle.
+    Settle,
 }
 
 /// How a check ended; see [`Shared::record_check`].
@@ -93,6 +95,9 @@ impl<M: Manager> Shared<M> {
                     CheckFor::Keepalive => {
                         tracing::info!(%pool, error = %chain, "an idle {resource} failed its keepalive check");
                     }
+                    CheckFor::Settle => {
+                        tracing::info!(%pool, error = %chain, "a returned {resource} could not be settled");
+                    }
                 }
                 self.set_last_error(Some(crate::shared::LastError::failed(error)));
                 Recycled::Failed
@@ -105,10 +110,40 @@ impl<M: Manager> Shared<M> {
                     CheckFor::Keepalive => {
                         tracing::info!(%pool, "an idle {resource}'s keepalive check timed out");
                     }
+                    CheckFor::Settle => {
+                        tracing::info!(%pool, "settling a returned {resource} timed out");
+                    }
                 }
                 Recycled::TimedOut
             }
             Ran::NoRuntime => Recycled::NoRuntime,
         }
+    }
+}
+
+impl<M: Manager> Shared<M> {
+    /// Settles a resource its borrower returned with work left behind
+    /// ([`Manager::settle`]), bounded like a keepalive check, then puts it
+    /// back, or destroys it if settling failed or took too long. Runs as a
+    /// task of its own; the resource is held in a [`Checking`] guard all
+    /// along, so a runtime shutting down mid-way destroys it and frees its
+    /// slot rather than losing it.
+    pub(crate) async fn settle_returned(self: Arc<Self>, entry: crate::engine::Entry<M::Resource>) {
+        let mut held = Checking::new(&self, entry);
+        let deadline = self.keepalive_deadline();
+        let ran = {
+            let entry = held.entry_mut();
+            run_until(self.manager.settle(&mut entry.resource), || deadline).await
+        };
+        if !matches!(self.record_check(ran, CheckFor::Settle), Recycled::Passed) {
+            // `held` destroys it.
+            return;
+        }
+        let mut entry = held.passed();
+        let now = Instant::now();
+        entry.info.returned_at = now;
+        entry.info.alive_at = now;
+        let returned = self.core.put_back(entry, None);
+        self.settle(returned);
     }
 }

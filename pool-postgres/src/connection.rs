@@ -92,20 +92,16 @@ impl PgConnection {
         self.broken.load(Ordering::Relaxed)
     }
 
-    /// On return: a connection with a backlog gets a cancel request for it
-    /// now and is drained before reuse (the drain also ends any block left
-    /// open, so nothing else is queued). Otherwise, if the session may be
-    /// inside a transaction, a `ROLLBACK` is sent without waiting for it (it
-    /// runs before anything the next borrower sends, on the same socket, in
+    /// On return: a connection with a backlog is drained before reuse
+    /// ([`crate::drain`], which also ends any block left open, so nothing
+    /// else is queued). Otherwise, if the session may be inside a
+    /// transaction, a `ROLLBACK` is sent without waiting for it (it runs
+    /// before anything the next borrower sends, on the same socket, in
     /// order; see [`crate::queued`]). Returns `false` if the session could
     /// not be reset.
     pub(crate) fn reset_on_return(&self) -> bool {
         let dirty = self.dirty.swap(false, Ordering::Relaxed);
-        if self.backlog.abandoned() > 0 {
-            crate::drain::cancel_backlog(self);
-            return true;
-        }
-        !dirty || crate::queued::queue(&self.client, "ROLLBACK")
+        self.backlog.abandoned() > 0 || !dirty || crate::queued::queue(&self.client, "ROLLBACK")
     }
 
     pub(crate) fn cache(&self) -> std::sync::MutexGuard<'_, StatementCache> {

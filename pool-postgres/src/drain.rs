@@ -11,13 +11,16 @@
 //!   means the session is in step again and the connection is kept;
 //!   no answer means the path to the server is dead, and it is closed.
 //! - **A connection comes back with a [backlog](crate::backlog)** (requests
-//!   whose futures were dropped): a cancel request is sent at once, from a
-//!   task of its own ([`cancel_backlog`]), so the server stops the abandoned
-//!   work without waiting for the next borrower; before the connection is
-//!   handed out again, [`drain`] waits for that cancel, then syncs. The
-//!   drain runs inside the check before reuse, so it is bounded by
-//!   `recycle_timeout` (and the borrower's deadline); one that does not
-//!   finish closes the connection.
+//!   whose futures were dropped): before anyone may have it again, the pool
+//!   settles it on a task of its own (`Manager::settle`; before reuse if no
+//!   runtime runs one), so neither the borrower that left nor the next one
+//!   waits. [`drain`] sends a sync probe behind the backlog; if the probe is
+//!   not answered within [`PATIENCE`], the abandoned work is still running
+//!   and a cancel request stops it. The drain is bounded by
+//!   `recycle_timeout`; one that does not finish closes the connection. A
+//!   connection closed with a backlog gets a cancel request too
+//!   ([`cancel_backlog`]): the server would otherwise run the statement to
+//!   its end, the session with it.
 //!
 //! # Why the sync asks whether a transaction block is open
 //!
@@ -33,12 +36,18 @@
 //! the session is idle is ignored by the server.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
+use std::time::Duration;
 
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
 
 use crate::connection::PgConnection;
+
+/// How long a drain waits for the backlog to end by itself before it asks
+/// the server to cancel it: most abandoned statements are short, and a
+/// cancel request costs the server a process.
+const PATIENCE: Duration = Duration::from_millis(50);
 
 /// True outside a transaction block, false inside one; see the module docs.
 const IN_BLOCK_PROBE: &str = "SELECT now() = statement_timestamp()";
@@ -117,8 +126,8 @@ pub(crate) async fn cancel_in_place<T>(
     answer
 }
 
-/// The connection came back with a backlog, or is being closed with one:
-/// sends a cancel request for it now, from a task of its own (counted in
+/// The connection is being closed with a backlog: sends a cancel request
+/// for it now, from a task of its own (counted in
 /// the pool's side tasks, which `close_and_wait` waits for), unless one is
 /// on its way already. Without a Tokio runtime to run it on, [`drain`]
 /// sends it instead.
@@ -134,22 +143,35 @@ pub(crate) fn cancel_backlog(conn: &PgConnection) {
     }));
 }
 
-/// Before reuse of a connection with a backlog: waits for the cancel sent
-/// for it (or sends one), then syncs and ends any transaction block left
-/// open (see the module docs). An error means the connection must not be
-/// reused.
+/// A connection with a backlog, on the pool's own task when it comes back
+/// (`Manager::settle`), or else before reuse: sends the sync probe behind
+/// the backlog, and if it is not answered within [`PATIENCE`] (the
+/// abandoned work is still running), a cancel request; then waits for the
+/// probe and ends any transaction block left open (see the module docs).
+/// An error means the connection must not be reused.
 pub(crate) async fn drain(conn: &PgConnection) -> Result<(), tokio_postgres::Error> {
-    let outcome = Outcome { conn, reason: Reason::Dropped, kept: false };
-    match conn.backlog.take_cancel() {
-        // Delivered or given up: either way it cannot land later than this.
-        Some(cancel) => drop(cancel.await),
-        None => drop(conn.policy.side_channel.cancel(conn.client.cancel_token()).await),
+    // A cancel sent when the connection was closed with a backlog, or by
+    // an earlier drain cut short: wait for it, so it cannot land later.
+    if let Some(cancel) = conn.backlog.take_cancel() {
+        drop(cancel.await);
     }
+    let mut outcome = None;
     let mut late_cancel_seen = false;
     loop {
-        let in_block = match conn.client.simple_query(IN_BLOCK_PROBE).await {
+        let mut probe = pin!(conn.client.simple_query(IN_BLOCK_PROBE));
+        let answer = match tokio::time::timeout(PATIENCE, probe.as_mut()).await {
+            Ok(answer) => answer,
+            Err(_) if outcome.is_none() => {
+                outcome = Some(Outcome { conn, reason: Reason::Dropped, kept: false });
+                conn.policy.side_channel.cancel(conn.client.cancel_token()).await;
+                probe.await
+            }
+            Err(_) => probe.await,
+        };
+        let in_block = match answer {
             Ok(messages) => !outside_block(&messages),
             Err(error) if error.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => true,
+            // The cancel landed on the probe itself: the backlog is over.
             Err(error) if error.code() == Some(&SqlState::QUERY_CANCELED) && !late_cancel_seen => {
                 late_cancel_seen = true;
                 continue;
@@ -160,7 +182,9 @@ pub(crate) async fn drain(conn: &PgConnection) -> Result<(), tokio_postgres::Err
             conn.client.batch_execute("ROLLBACK").await?;
         }
         conn.backlog.cleared();
-        outcome.kept();
+        if let Some(outcome) = outcome {
+            outcome.kept();
+        }
         return Ok(());
     }
 }

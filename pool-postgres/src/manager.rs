@@ -21,8 +21,9 @@ use crate::recycling::Recycling;
 /// On return, a connection whose session may be inside a transaction gets a
 /// `ROLLBACK` queued, and one whose socket died or whose statement did not
 /// answer a cancel is destroyed. One that comes back with requests nobody
-/// awaits any more (a dropped query future) gets a cancel request for them
-/// at once, and is drained before reuse, within `recycle_timeout`; see
+/// awaits any more (a dropped query future) is drained on a task of the
+/// pool's before it goes back idle (the work still running after 50 ms is
+/// cancelled on the server), within `recycle_timeout`; see
 /// [`crate::drain`]. A connection with such a backlog is never handed out
 /// unchecked, whatever the policy.
 ///
@@ -119,6 +120,17 @@ impl Manager for PgManager {
 
     fn is_broken(&self, conn: &mut PgConnection) -> bool {
         conn.is_closed() || conn.is_marked_broken() || !conn.reset_on_return()
+    }
+
+    /// A connection returned with requests nobody awaits any more.
+    fn needs_settling(&self, conn: &mut PgConnection) -> bool {
+        conn.backlog.abandoned() > 0
+    }
+
+    /// Drains the backlog: waits for it, cancelling what still runs, and
+    /// ends any block it left open ([`crate::drain`]).
+    async fn settle(&self, conn: &mut PgConnection) -> Result<(), tokio_postgres::Error> {
+        crate::drain::drain(conn).await
     }
 
     fn destroy(&self, conn: PgConnection, reason: DestroyReason) {
