@@ -96,7 +96,9 @@ impl Liveness {
             let seen = tokio::select! {
                 biased;
                 out = round_trip.as_mut() => return Ok(out),
-                seen = self.look(pid) => seen,
+                // Boxed: connecting makes a large future, and it would sit
+                // inline in the future of every statement.
+                seen = Box::pin(self.look(pid)) => seen,
             };
             if seen == last && matches!(seen, Seen::NotRunning | Seen::OnTheSocket) {
                 tracing::warn!(

@@ -187,7 +187,8 @@ impl<'a> Session<'a> {
             None => watched.await,
             Some(limit) => match tokio::time::timeout(limit, watched).await {
                 Ok(watched) => watched,
-                Err(_) => match drain::cancel_in_place(self.conn, round_trip).await {
+                // Boxed: rare, and large (a cancel request connects).
+                Err(_) => match Box::pin(drain::cancel_in_place(self.conn, round_trip)).await {
                     Some(Err(error)) if error.code() == Some(&SqlState::QUERY_CANCELED) => {
                         sent.answered();
                         return Err(self.failed(Error::timeout(limit, true)));

@@ -63,12 +63,18 @@ impl std::error::Error for FakeError {}
 pub(crate) struct Conn {
     pub(crate) id: usize,
     broken: Arc<AtomicBool>,
+    unsettled: bool,
 }
 
 impl Conn {
     /// Makes `is_broken` say yes when it comes back.
     pub(crate) fn break_it(&self) {
         self.broken.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes `needs_settling` say yes when it comes back (until settled).
+    pub(crate) fn leave_work_behind(&mut self) {
+        self.unsettled = true;
     }
 }
 
@@ -107,6 +113,7 @@ struct Inner {
     gate: tokio::sync::Semaphore,
     create: Mutex<Script>,
     recycle: Mutex<Script>,
+    settle: Mutex<Script>,
     counters: Mutex<Counters>,
     next_id: AtomicUsize,
 }
@@ -154,6 +161,7 @@ impl Fake {
                 gate: tokio::sync::Semaphore::new(0),
                 create: Mutex::new(Script::new()),
                 recycle: Mutex::new(Script::new()),
+                settle: Mutex::new(Script::new()),
                 counters: Mutex::new(Counters::default()),
                 next_id: AtomicUsize::new(0),
             }),
@@ -192,6 +200,18 @@ impl Fake {
         let mut script = lock(&self.inner.recycle);
         script.queue.clear();
         script.then = Box::new(move |_| outcome.clone());
+    }
+
+    /// Every settle from now on has this outcome.
+    pub(crate) fn settle_always(&self, outcome: Outcome) {
+        let mut script = lock(&self.inner.settle);
+        script.queue.clear();
+        script.then = Box::new(move |_| outcome.clone());
+    }
+
+    /// Calls to `settle` so far (finished or not).
+    pub(crate) fn settle_calls(&self) -> usize {
+        lock(&self.inner.settle).calls
     }
 
     /// Lets `n` [`Outcome::Gated`] creates (running or to come) finish.
@@ -265,7 +285,7 @@ impl Manager for Fake {
         play(outcome, "create", &self.inner.gate).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::SeqCst);
         lock(&self.inner.counters).created += 1;
-        Ok(Conn { id, broken: Arc::new(AtomicBool::new(false)) })
+        Ok(Conn { id, broken: Arc::new(AtomicBool::new(false)), unsettled: false })
     }
 
     async fn recycle(&self, _conn: &mut Conn, _info: &ResourceInfo) -> Result<(), FakeError> {
@@ -279,6 +299,17 @@ impl Manager for Fake {
 
     fn is_broken(&self, conn: &mut Conn) -> bool {
         conn.broken.load(Ordering::SeqCst)
+    }
+
+    fn needs_settling(&self, conn: &mut Conn) -> bool {
+        conn.unsettled
+    }
+
+    async fn settle(&self, conn: &mut Conn) -> Result<(), FakeError> {
+        let outcome = lock(&self.inner.settle).next();
+        play(outcome, "settle", &self.inner.gate).await?;
+        conn.unsettled = false;
+        Ok(())
     }
 
     fn destroy(&self, conn: Conn, reason: DestroyReason) {
