@@ -11,10 +11,12 @@
 //! A caller that held a slot and lost the right to use it waits again, in
 //! the queue by its own deadline (`Core::rejoin`): when its idle resource
 //! failed its check while no create may start (`max_concurrent_creates`
-//! run, or the pool cools down), and when its create was refused because
-//! the backend is full. So a capacity refusal fails no caller by itself: a
-//! caller gets a returned resource, or a slot once the cool-down ends, or
-//! a timeout that names the refusal when its `acquire_timeout` passes.
+//! run, or the pool cools down), when its create was refused because the
+//! backend is full, and when it failed on a passing state of the backend
+//! ([`Manager::is_passing_error`], a restart). So neither fails a caller by
+//! itself: a caller gets a returned resource, or a slot once the cool-down
+//! ends (or the backoff gives it a turn), or a timeout that names the last
+//! error when its `acquire_timeout` passes.
 //!
 //! Waiting costs one lock to join the queue (registering the task's waker
 //! in the same critical section) and one to pick up the grant once woken.
@@ -161,6 +163,9 @@ impl<M: Manager> Shared<M> {
                 Checkout::Slot => match self.create_for(&mut clock, location).await {
                     Err(NotCreated::Refused(error)) if !wait => return Err(Error::Backend(error)),
                     Err(NotCreated::Refused(_)) => self.rejoin(&mut clock, wait).await?,
+                    Err(NotCreated::Failed(error)) if wait && self.manager.is_passing_error(&error) => {
+                        self.rejoin(&mut clock, wait).await?
+                    }
                     done => return done.map_err(|not_created| self.not_created(not_created, &mut clock)),
                 },
                 Checkout::Wait { key, wake_timer } => {

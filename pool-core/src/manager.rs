@@ -138,6 +138,19 @@ pub trait Manager: Send + Sync + 'static {
         false
     }
 
+    /// Whether `error`, returned by [`Manager::create`], comes from a state
+    /// of the backend that passes by itself within seconds (PostgreSQL's
+    /// 57P03, "the database system is starting up" or "shutting down",
+    /// during a restart). The caller is then not failed at once: it waits
+    /// again, within its own `acquire_timeout`, for a returned resource or
+    /// its next turn to create (after the create backoff), and times out
+    /// naming this error as the last one. The default says no, so creates
+    /// fail their caller at once.
+    fn is_passing_error(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// A cheap, synchronous check made when a resource is returned: `true`
     /// destroys it with [`DestroyReason::Broken`] instead of keeping it idle.
     /// The default says nothing is broken.

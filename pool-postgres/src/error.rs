@@ -18,6 +18,9 @@ pub struct Error {
     postgres: Option<tokio_postgres::Error>,
     /// What the pool knows about the likely cause, appended to the message.
     hint: Option<&'static str>,
+    /// The connection was closed before the statement was handed to it, so
+    /// nothing of it reached the server.
+    not_sent: bool,
 }
 
 /// What kind of failure an [`Error`] is.
@@ -81,7 +84,7 @@ pub enum ErrorKind {
 
 impl Error {
     fn of(kind: ErrorKind) -> Self {
-        Self { kind, postgres: None, hint: None }
+        Self { kind, postgres: None, hint: None, not_sent: false }
     }
 
     pub(crate) fn timeout(limit: Duration, cancelled: bool) -> Self {
@@ -106,6 +109,17 @@ impl Error {
 
     pub(crate) fn unknown_parameter_type(position: usize) -> Self {
         Self::of(ErrorKind::UnknownParameterType { position })
+    }
+
+    /// The connection was found closed before the statement went out.
+    pub(crate) fn not_sent(mut self) -> Self {
+        self.not_sent = true;
+        self
+    }
+
+    /// Whether nothing of the statement can have reached the server.
+    pub(crate) fn was_not_sent(&self) -> bool {
+        self.not_sent
     }
 
     /// Adds what the pool knows about the likely cause.
@@ -170,7 +184,7 @@ impl Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        Self { kind: ErrorKind::Postgres, postgres: Some(error), hint: None }
+        Self { kind: ErrorKind::Postgres, postgres: Some(error), hint: None, not_sent: false }
     }
 }
 
@@ -243,6 +257,7 @@ impl fmt::Debug for Error {
             .field("kind", &self.kind)
             .field("postgres", &self.postgres)
             .field("hint", &self.hint)
+            .field("not_sent", &self.not_sent)
             .finish()
     }
 }

@@ -22,6 +22,7 @@ mod query;
 mod queued;
 mod recycling;
 mod registry;
+mod retry;
 mod row_stream;
 mod session;
 mod session_state;
@@ -47,6 +48,7 @@ pub use pool_core::{self, ErrorChain, Status};
 pub use pooler::{Pooler, SessionStatePolicy};
 pub use query::Query;
 pub use recycling::Recycling;
+pub use retry::{Retry, RetryError, Retryable};
 pub use row_stream::RowStream;
 pub use settings::{
     DEFAULT_LIVENESS_CHECK_AFTER, DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE,

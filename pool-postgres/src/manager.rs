@@ -118,6 +118,13 @@ impl Manager for PgManager {
         error.as_db_error().is_some_and(|db| *db.code() == SqlState::TOO_MANY_CONNECTIONS)
     }
 
+    /// SQLSTATE 57P03 (`cannot_connect_now`: the server is starting up,
+    /// shutting down or in recovery without hot standby), which a restart
+    /// shows for a second or so: callers wait it out within `pool_timeout`.
+    fn is_passing_error(&self, error: &tokio_postgres::Error) -> bool {
+        error.as_db_error().is_some_and(|db| *db.code() == SqlState::CANNOT_CONNECT_NOW)
+    }
+
     fn is_broken(&self, conn: &mut PgConnection) -> bool {
         conn.is_closed() || conn.is_marked_broken() || !conn.reset_on_return()
     }

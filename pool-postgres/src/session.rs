@@ -181,6 +181,7 @@ impl<'a> Session<'a> {
         round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, Error> {
         let sent = self.conn.backlog.track();
+        let closed_before = self.conn.client.is_closed();
         let mut round_trip = pin!(round_trip);
         let watched = self.watched(round_trip.as_mut());
         let watched = match self.conn.policy.socket_timeout {
@@ -209,7 +210,11 @@ impl<'a> Session<'a> {
             }
         };
         sent.answered();
-        out.map_err(|error| self.book(error))
+        out.map_err(|error| {
+            let closed = error.is_closed();
+            let error = self.book(error);
+            if closed && closed_before { error.not_sent() } else { error }
+        })
     }
 
     /// Books an error the driver or server reported: one that ends the

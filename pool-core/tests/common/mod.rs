@@ -131,6 +131,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The error of [`Outcome::Full`], PostgreSQL's words.
 pub(crate) const FULL: &str = "sorry, too many clients already";
 
+/// A create error the fake calls passing (`Manager::is_passing_error`),
+/// PostgreSQL's words during a restart.
+pub(crate) const STARTING_UP: &str = "the database system is starting up";
+
 async fn play(outcome: Outcome, what: &str, gate: &tokio::sync::Semaphore) -> Result<(), FakeError> {
     match outcome {
         Outcome::Ok => Ok(()),
@@ -295,6 +299,10 @@ impl Manager for Fake {
 
     fn is_capacity_error(&self, error: &FakeError) -> bool {
         error.0 == FULL
+    }
+
+    fn is_passing_error(&self, error: &FakeError) -> bool {
+        error.0 == STARTING_UP
     }
 
     fn is_broken(&self, conn: &mut Conn) -> bool {
