@@ -23,8 +23,7 @@ use crate::recycling::Recycling;
 /// answer a cancel is destroyed. One that comes back with requests nobody
 /// awaits any more (a dropped query future) is drained on a task of the
 /// pool's before it goes back idle (the work still running after 50 ms is
-/// cancelled on the server), within `recycle_timeout`; see
-/// [`crate::drain`]. A connection with such a backlog is never handed out
+/// cancelled on the server), within `recycle_timeout`. A connection with such a backlog is never handed out
 /// unchecked, whatever the policy.
 ///
 /// A connect the server refuses for lack of connection slots (SQLSTATE
@@ -135,7 +134,7 @@ impl Manager for PgManager {
     }
 
     /// Drains the backlog: waits for it, cancelling what still runs, and
-    /// ends any block it left open ([`crate::drain`]).
+    /// ends any block it left open.
     async fn settle(&self, conn: &mut PgConnection) -> Result<(), tokio_postgres::Error> {
         crate::drain::drain(conn).await
     }

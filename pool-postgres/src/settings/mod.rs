@@ -36,7 +36,7 @@ pub const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default `verify_idle_after`: connections idle longer get a round trip before reuse.
 pub const DEFAULT_VERIFY_IDLE_AFTER: Duration = Duration::from_secs(1);
 /// Default `liveness_check_after`: a statement unanswered this long gets its
-/// session looked at from the side (see [`crate::liveness`]).
+/// session looked at from the side (the `liveness_check_after` setting).
 pub const DEFAULT_LIVENESS_CHECK_AFTER: Duration = Duration::from_secs(2);
 
 generate::pool_settings! {
