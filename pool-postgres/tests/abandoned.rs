@@ -26,18 +26,6 @@ fn one_connection(server: &pool_postgres_test_server::TestServer, app: &str, ext
     common::pool(server, &format!("connection_limit=1&pool_timeout=10&application_name={app}{extra}"))
 }
 
-/// Statements of `app` the server is running right now.
-async fn running(monitor: &tokio_postgres::Client, app: &str) -> i64 {
-    monitor
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
-            &[&app],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// Cancels counted since the last look, by `(reason, outcome)` (a
 /// snapshot of the debugging recorder takes its counters back to zero).
 fn cancels(snapshotter: &Snapshotter) -> HashMap<(String, String), u64> {
@@ -84,7 +72,11 @@ async fn a_query_dropped_in_flight_is_cancelled_and_the_connection_reused_in_ste
     let value: i32 = client.query_one("SELECT $1::int + 1", &[&41]).await.unwrap().get(0);
     assert_eq!(value, 42, "the next borrower gets its own answer, not the abandoned one's");
     assert!(!common::in_transaction(&client).await);
-    assert_eq!(running(&monitor, "dropped_query").await, 0, "nothing of the abandoned query runs on");
+    assert_eq!(
+        common::running_statements(&monitor, "dropped_query").await,
+        0,
+        "nothing of the abandoned query runs on"
+    );
     drop(client);
     assert_eq!(cancels(&snapshotter), counted(&[("dropped", "kept", 1)]));
     assert_eq!(common::stray_rollbacks(&server), 0);
@@ -133,7 +125,11 @@ async fn a_statement_out_of_socket_timeout_is_cancelled_on_the_server_and_the_co
     let error = client.query_one(ENDLESS, &[]).await.expect_err("out of socket_timeout");
     assert!(matches!(error.kind(), ErrorKind::Timeout { cancelled: true, .. }), "{error:?}");
     assert!(error.to_string().contains("cancelled on the server"), "{error}");
-    assert_eq!(running(&monitor, "socket_timeout").await, 0, "the server runs nothing of it");
+    assert_eq!(
+        common::running_statements(&monitor, "socket_timeout").await,
+        0,
+        "the server runs nothing of it"
+    );
     let value: i32 = client.query_one("SELECT $1::int", &[&7]).await.unwrap().get(0);
     assert_eq!(value, 7, "the same guard goes on in step");
 
@@ -184,7 +180,11 @@ async fn a_row_stream_dropped_before_its_end_is_cancelled_and_one_read_to_the_en
     drop(client);
     let client = pool.get().await.unwrap();
     assert_eq!(common::backend_pid(&client).await.unwrap(), pid, "the same connection, kept");
-    assert_eq!(running(&monitor, "row_stream").await, 0, "nothing of the dropped stream runs on");
+    assert_eq!(
+        common::running_statements(&monitor, "row_stream").await,
+        0,
+        "nothing of the dropped stream runs on"
+    );
     assert_eq!(cancels(&snapshotter), counted(&[("dropped", "kept", 1)]));
 
     let mut rows = client.query_raw("SELECT generate_series(1, 3)", std::iter::empty::<i32>()).await.unwrap();

@@ -196,23 +196,11 @@ async fn serve_at_once(pool: &PgPool) -> Served {
     served
 }
 
-/// Statements of the pool the server is running now.
-async fn active_statements(monitor: &Client) -> i64 {
-    monitor
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
-            &[&APP],
-        )
-        .await
-        .expect("look at pg_stat_activity")
-        .get(0)
-}
-
 /// Polls until the server runs nothing for the pool; returns how long
 /// after `since` that was, or `None` if not within `DRAIN_WATCH`.
 async fn drained(monitor: &Client, since: Instant) -> Option<Duration> {
     while since.elapsed() < DRAIN_WATCH {
-        if active_statements(monitor).await == 0 {
+        if common::running_statements(monitor, APP).await == 0 {
             return Some(since.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -382,7 +370,7 @@ async fn callers_that_give_up_at_random_leave_nothing_behind() {
     }
     let ended = Instant::now();
     let memory_after = resident_bytes();
-    let active_at_end = active_statements(&monitor).await;
+    let active_at_end = common::running_statements(&monitor, APP).await;
     // Watched while the first borrowers are served: both must hold at once.
     let drain = tokio::spawn(async move { drained(&drain_monitor, ended).await });
     let served = serve_at_once(&pool).await;

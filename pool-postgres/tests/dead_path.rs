@@ -39,18 +39,6 @@ async fn warm_up(pool: &PgPool, n: usize) {
     }
 }
 
-/// Statements of `app` the server is running now.
-async fn active(monitor: &tokio_postgres::Client, app: &str) -> i64 {
-    monitor
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
-            &[&app],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_after_every_connection_froze_end_in_time_and_then_succeed() {
     let server = TestServer::start().expect("start a server");
@@ -103,8 +91,10 @@ async fn a_statement_in_flight_when_the_path_dies_fails_in_seconds_and_says_it_m
     let client = pool.get().await.unwrap();
     let insert = client.execute("INSERT INTO t SELECT 7 FROM pg_sleep(1)", &[]);
     let freeze = async {
-        common::wait_until(SLACK, "the insert runs", || async { active(&monitor, "frozen_busy").await == 1 })
-            .await;
+        common::wait_until(SLACK, "the insert runs", || async {
+            common::running_statements(&monitor, "frozen_busy").await == 1
+        })
+        .await;
         proxy.freeze();
     };
     let started = Instant::now();

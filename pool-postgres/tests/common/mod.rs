@@ -89,6 +89,19 @@ pub async fn connections_of(monitor: &Client, application_name: &str) -> i64 {
         .get(0)
 }
 
+/// Statements of the sessions with this `application_name` the server is
+/// running now.
+pub async fn running_statements(monitor: &Client, application_name: &str) -> i64 {
+    monitor
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+            &[&application_name],
+        )
+        .await
+        .expect("count running statements")
+        .get(0)
+}
+
 /// Server process ids of the client sessions with this `application_name`.
 pub async fn backends(monitor: &Client, application_name: &str) -> Vec<i32> {
     monitor
