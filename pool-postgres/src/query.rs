@@ -72,7 +72,7 @@ macro_rules! query_methods {
         /// Cancel-safe.
         pub async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, crate::Error> {
             let session = self.session();
-            session.prepare(sql, session.client().prepare(sql)).await
+            session.prepare(sql, std::pin::pin!(session.client().prepare(sql))).await
         }
 
         /// Prepares a statement with the parameter types given (uncached).
@@ -90,7 +90,7 @@ macro_rules! query_methods {
             types: &[tokio_postgres::types::Type],
         ) -> Result<tokio_postgres::Statement, crate::Error> {
             let session = self.session();
-            session.prepare(sql, session.client().prepare_typed(sql, types)).await
+            session.prepare(sql, std::pin::pin!(session.client().prepare_typed(sql, types))).await
         }
 
         /// Runs a query and returns all its rows. SQL text goes through the
@@ -112,7 +112,7 @@ macro_rules! query_methods {
             let session = self.session();
             if let Some(sql) = session.unnamed(query)? {
                 let typed = crate::param_types::typed(params)?;
-                return session.bounded(session.client().query_typed(sql, &typed)).await;
+                return session.bounded(std::pin::pin!(session.client().query_typed(sql, &typed))).await;
             }
             session.run(query, |client, s| async move { client.query(&s, params).await }).await
         }
@@ -134,7 +134,7 @@ macro_rules! query_methods {
             let session = self.session();
             if let Some(sql) = session.unnamed(query)? {
                 let typed = crate::param_types::typed(params)?;
-                return session.bounded(session.client().query_typed_one(sql, &typed)).await;
+                return session.bounded(std::pin::pin!(session.client().query_typed_one(sql, &typed))).await;
             }
             session.run(query, |client, s| async move { client.query_one(&s, params).await }).await
         }
@@ -156,7 +156,7 @@ macro_rules! query_methods {
             let session = self.session();
             if let Some(sql) = session.unnamed(query)? {
                 let typed = crate::param_types::typed(params)?;
-                return session.bounded(session.client().query_typed_opt(sql, &typed)).await;
+                return session.bounded(std::pin::pin!(session.client().query_typed_opt(sql, &typed))).await;
             }
             session.run(query, |client, s| async move { client.query_opt(&s, params).await }).await
         }
@@ -178,7 +178,7 @@ macro_rules! query_methods {
             let session = self.session();
             if let Some(sql) = session.unnamed(query)? {
                 let typed = crate::param_types::typed(params)?;
-                return session.bounded(session.client().execute_typed(sql, &typed)).await;
+                return session.bounded(std::pin::pin!(session.client().execute_typed(sql, &typed))).await;
             }
             session.run(query, |client, s| async move { client.execute(&s, params).await }).await
         }
@@ -210,11 +210,12 @@ macro_rules! query_methods {
                 let refs: Vec<&dyn tokio_postgres::types::ToSql> =
                     params.iter().map(tokio_postgres::types::BorrowToSql::borrow_to_sql).collect();
                 let typed = crate::param_types::typed_borrowed(&refs)?;
-                let rows = session.bounded(session.client().query_typed_raw(sql, typed)).await?;
+                let rows =
+                    session.bounded(std::pin::pin!(session.client().query_typed_raw(sql, typed))).await?;
                 return Ok(session.stream(rows));
             }
             let (statement, cached) = session.statement(query).await?;
-            let out = session.bounded(session.client().query_raw(&statement, params)).await;
+            let out = session.bounded(std::pin::pin!(session.client().query_raw(&statement, params))).await;
             session.forget_if_stale(&out, cached);
             out.map(|rows| session.stream(rows))
         }
@@ -244,11 +245,12 @@ macro_rules! query_methods {
                 let refs: Vec<&dyn tokio_postgres::types::ToSql> =
                     params.iter().map(tokio_postgres::types::BorrowToSql::borrow_to_sql).collect();
                 let typed = crate::param_types::typed_borrowed(&refs)?;
-                let rows = session.bounded(session.client().query_typed_raw(sql, typed)).await?;
-                return session.bounded(crate::param_types::rows_affected(rows)).await;
+                let rows =
+                    session.bounded(std::pin::pin!(session.client().query_typed_raw(sql, typed))).await?;
+                return session.bounded(std::pin::pin!(crate::param_types::rows_affected(rows))).await;
             }
             let (statement, cached) = session.statement(query).await?;
-            let out = session.bounded(session.client().execute_raw(&statement, params)).await;
+            let out = session.bounded(std::pin::pin!(session.client().execute_raw(&statement, params))).await;
             session.forget_if_stale(&out, cached);
             out
         }
@@ -269,7 +271,7 @@ macro_rules! query_methods {
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<Vec<tokio_postgres::Row>, crate::Error> {
             let session = self.session();
-            session.unprepared(sql, session.client().query_typed(sql, params)).await
+            session.unprepared(sql, std::pin::pin!(session.client().query_typed(sql, params))).await
         }
 
         /// As [`query_typed`](Self::query_typed), for exactly one row.
@@ -287,7 +289,7 @@ macro_rules! query_methods {
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<tokio_postgres::Row, crate::Error> {
             let session = self.session();
-            session.unprepared(sql, session.client().query_typed_one(sql, params)).await
+            session.unprepared(sql, std::pin::pin!(session.client().query_typed_one(sql, params))).await
         }
 
         /// As [`query_typed`](Self::query_typed), for at most one row.
@@ -305,7 +307,7 @@ macro_rules! query_methods {
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<Option<tokio_postgres::Row>, crate::Error> {
             let session = self.session();
-            session.unprepared(sql, session.client().query_typed_opt(sql, params)).await
+            session.unprepared(sql, std::pin::pin!(session.client().query_typed_opt(sql, params))).await
         }
 
         /// As [`query_typed`](Self::query_typed), returning how many rows it changed.
@@ -323,7 +325,7 @@ macro_rules! query_methods {
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<u64, crate::Error> {
             let session = self.session();
-            session.unprepared(sql, session.client().execute_typed(sql, params)).await
+            session.unprepared(sql, std::pin::pin!(session.client().execute_typed(sql, params))).await
         }
 
         /// As [`query_typed`](Self::query_typed), streaming the rows; parameters as an iterator.
@@ -345,7 +347,9 @@ macro_rules! query_methods {
             I: IntoIterator<Item = (P, tokio_postgres::types::Type)>,
         {
             let session = self.session();
-            let rows = session.unprepared(sql, session.client().query_typed_raw(sql, params)).await?;
+            let rows = session
+                .unprepared(sql, std::pin::pin!(session.client().query_typed_raw(sql, params)))
+                .await?;
             Ok(session.stream(rows))
         }
 
@@ -361,7 +365,7 @@ macro_rules! query_methods {
         /// reset before reuse either way.
         pub async fn batch_execute(&self, sql: &str) -> Result<(), crate::Error> {
             let session = self.session();
-            session.unprepared(sql, session.client().batch_execute(sql)).await
+            session.unprepared(sql, std::pin::pin!(session.client().batch_execute(sql))).await
         }
 
         /// Runs one or more statements with the simple protocol, returning text rows.
@@ -378,7 +382,7 @@ macro_rules! query_methods {
             sql: &str,
         ) -> Result<Vec<tokio_postgres::SimpleQueryMessage>, crate::Error> {
             let session = self.session();
-            session.unprepared(sql, session.client().simple_query(sql)).await
+            session.unprepared(sql, std::pin::pin!(session.client().simple_query(sql))).await
         }
 
         /// Starts `COPY ... FROM STDIN`; write the data to the sink and
@@ -401,7 +405,7 @@ macro_rules! query_methods {
             let session = self.session();
             session.needs_named("copy_in")?;
             let (statement, _) = session.statement(query).await?;
-            let sink = session.bounded(session.client().copy_in(&statement)).await?;
+            let sink = session.bounded(std::pin::pin!(session.client().copy_in(&statement))).await?;
             session.conn().backlog.assume_unfinished();
             Ok(sink)
         }
@@ -422,7 +426,7 @@ macro_rules! query_methods {
             let session = self.session();
             session.needs_named("copy_out")?;
             let (statement, _) = session.statement(query).await?;
-            let stream = session.bounded(session.client().copy_out(&statement)).await?;
+            let stream = session.bounded(std::pin::pin!(session.client().copy_out(&statement))).await?;
             session.conn().backlog.assume_unfinished();
             Ok(stream)
         }

@@ -41,7 +41,7 @@
 //! ends itself, so there is nothing to watch.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -164,10 +164,12 @@ impl<'a> Session<'a> {
     /// one guard cannot queue without bound.
     pub(crate) async fn bounded<T>(
         &self,
-        round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
+        round_trip: Pin<&mut impl Future<Output = Result<T, tokio_postgres::Error>>>,
     ) -> Result<T, Error> {
         if self.conn.backlog.abandoned() >= BACKLOG_CAP {
-            self.round_trip(self.conn.client.simple_query("")).await?;
+            // Boxed: rare, and it would sit beside `round_trip` in every
+            // statement's future.
+            Box::pin(self.round_trip(pin!(self.conn.client.simple_query("")))).await?;
         }
         self.round_trip(round_trip).await
     }
@@ -178,11 +180,10 @@ impl<'a> Session<'a> {
     /// answers within the bound, and marked broken if not.
     async fn round_trip<T>(
         &self,
-        round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
+        mut round_trip: Pin<&mut impl Future<Output = Result<T, tokio_postgres::Error>>>,
     ) -> Result<T, Error> {
         let sent = self.conn.backlog.track();
         let closed_before = self.conn.client.is_closed();
-        let mut round_trip = pin!(round_trip);
         let watched = self.watched(round_trip.as_mut());
         let watched = match self.conn.policy.socket_timeout {
             None => watched.await,
@@ -238,7 +239,7 @@ impl<'a> Session<'a> {
 
     /// Awaits a round trip under the liveness check, if the pool has one
     /// and knows the session's server process ([`crate::liveness`]).
-    async fn watched<F: Future>(&self, round_trip: std::pin::Pin<&mut F>) -> Result<F::Output, Duration> {
+    async fn watched<F: Future>(&self, round_trip: Pin<&mut F>) -> Result<F::Output, Duration> {
         match (&self.conn.policy.liveness, self.conn.backend_pid) {
             (Some(liveness), Some(pid)) => liveness.watch(pid, round_trip).await,
             _ => Ok(round_trip.await),
@@ -266,7 +267,7 @@ impl<'a> Session<'a> {
     pub(crate) async fn unprepared<T>(
         &self,
         sql: &str,
-        round_trip: impl Future<Output = Result<T, tokio_postgres::Error>>,
+        round_trip: Pin<&mut impl Future<Output = Result<T, tokio_postgres::Error>>>,
     ) -> Result<T, Error> {
         self.guard(sql)?;
         self.watch(sql);
@@ -277,7 +278,7 @@ impl<'a> Session<'a> {
     pub(crate) async fn prepare(
         &self,
         sql: &str,
-        prepare: impl Future<Output = Result<Statement, tokio_postgres::Error>>,
+        prepare: Pin<&mut impl Future<Output = Result<Statement, tokio_postgres::Error>>>,
     ) -> Result<Statement, Error> {
         self.needs_named("prepare")?;
         self.unprepared(sql, prepare).await
@@ -288,7 +289,8 @@ impl<'a> Session<'a> {
     pub(crate) async fn prepare_cached(&self, sql: &str) -> Result<Statement, Error> {
         self.needs_named("prepare_cached")?;
         self.guard(sql)?;
-        let prepare = self.bounded(self.client().prepare(sql));
+        let prepare = pin!(self.client().prepare(sql));
+        let prepare = self.bounded(prepare);
         let (statement, dirties) = cache::prepare_cached(&self.conn.cache, sql, prepare).await?;
         if dirties && matches!(self.scope, Scope::Autocommit) {
             self.conn.mark_dirty();
@@ -310,7 +312,7 @@ impl<'a> Session<'a> {
             QueryRef::Text(sql) if self.conn.cache().enabled() => {
                 Ok((self.prepare_cached(sql).await?, Some(sql)))
             }
-            QueryRef::Text(sql) => Ok((self.prepare(sql, self.client().prepare(sql)).await?, None)),
+            QueryRef::Text(sql) => Ok((self.prepare(sql, pin!(self.client().prepare(sql))).await?, None)),
         }
     }
 
@@ -335,11 +337,11 @@ impl<'a> Session<'a> {
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
         let (statement, cached) = self.statement(query).await?;
-        let out = self.bounded(op(self.client(), statement)).await;
+        let out = self.bounded(pin!(op(self.client(), statement))).await;
         if let (true, Some(sql)) = (self.forget_if_stale(&out, cached), cached) {
             tracing::debug!("a cached statement went stale or missing; preparing it again");
             let statement = self.prepare_cached(sql).await?;
-            return self.bounded(op(self.client(), statement)).await;
+            return self.bounded(pin!(op(self.client(), statement))).await;
         }
         out
     }

@@ -10,6 +10,7 @@
 //! has aborted it on the server; `commit` then rolls back and says so
 //! instead of reporting success.
 
+use std::pin::pin;
 use std::sync::OnceLock;
 
 use tokio_postgres::IsolationLevel;
@@ -43,7 +44,7 @@ impl<'a> Transaction<'a> {
     /// so a `ROLLBACK` is sent at once (see [`Unanswered`]).
     pub(crate) async fn begin(conn: &'a PgConnection, begin: &str) -> Result<Self, Error> {
         let unanswered = Unanswered(Some(conn));
-        let out = Session::new(conn, Scope::Autocommit).bounded(conn.client.batch_execute(begin)).await;
+        let out = Session::new(conn, Scope::Autocommit).bounded(pin!(conn.client.batch_execute(begin))).await;
         unanswered.answered();
         out?;
         Ok(Self { conn, depth: 0, first_failure: OnceLock::new(), ended: false })
@@ -74,7 +75,7 @@ impl<'a> Transaction<'a> {
     pub async fn savepoint(&mut self) -> Result<Transaction<'_>, Error> {
         let depth = self.depth + 1;
         let sql = format!("SAVEPOINT {}", Self::savepoint_name(depth));
-        self.session().bounded(self.conn.client.batch_execute(&sql)).await?;
+        self.session().bounded(pin!(self.conn.client.batch_execute(&sql))).await?;
         Ok(Transaction { conn: self.conn, depth, first_failure: OnceLock::new(), ended: false })
     }
 
@@ -115,8 +116,9 @@ impl<'a> Transaction<'a> {
 
     async fn end(&mut self, commit: bool) -> Result<(), Error> {
         let sql = self.end_sql(commit);
-        let out =
-            Session::new(self.conn, Scope::Autocommit).bounded(self.conn.client.batch_execute(&sql)).await;
+        let out = Session::new(self.conn, Scope::Autocommit)
+            .bounded(pin!(self.conn.client.batch_execute(&sql)))
+            .await;
         // Answered, well or not, the block is over on the server (a failed
         // COMMIT rolls back); only a lost connection leaves it open, and that
         // connection is closed on return.
