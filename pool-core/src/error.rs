@@ -83,6 +83,17 @@ pub enum Error<E> {
     Backend(Arc<E>),
     /// `get` was called outside a Tokio runtime, so it could not wait.
     NoRuntime,
+    /// A router over several backends (a primary and its standbys, say)
+    /// found none that can serve what the caller asked for within its
+    /// timeout: all such backends down, or a failover under way.
+    NoneEligible {
+        /// What the caller asked for, in the router's words.
+        wanted: String,
+        /// What each backend was seen as, in the router's words.
+        seen: String,
+        /// How long the caller waited.
+        elapsed: Duration,
+    },
 }
 
 impl<E> Error<E> {
@@ -210,6 +221,11 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
             Self::NoRuntime => f.write_str(
                 "the pool must be used inside a Tokio runtime with timers enabled, and none is running here",
             ),
+            Self::NoneEligible { wanted, seen, elapsed } => write!(
+                f,
+                "found no {wanted} within {elapsed:?} ({seen}); a failover may be under way, or no backend \
+                 has the role asked for"
+            ),
         }
     }
 }
@@ -237,6 +253,12 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
             }
             Self::Backend(e) => f.debug_tuple("Backend").field(e).finish(),
             Self::NoRuntime => f.write_str("NoRuntime"),
+            Self::NoneEligible { wanted, seen, elapsed } => f
+                .debug_struct("NoneEligible")
+                .field("wanted", wanted)
+                .field("seen", seen)
+                .field("elapsed", elapsed)
+                .finish(),
         }
     }
 }
@@ -259,7 +281,9 @@ pub struct BuildError {
 }
 
 impl BuildError {
-    pub(crate) fn new(setting: &'static str, value: impl fmt::Debug, rule: &'static str) -> Self {
+    /// An error for `setting`, whose `value` broke `rule` (for wrappers of
+    /// the pool that check settings of their own the same way).
+    pub fn new(setting: &'static str, value: impl fmt::Debug, rule: &'static str) -> Self {
         Self { setting, value: format!("{value:?}"), rule }
     }
 

@@ -107,6 +107,43 @@ impl<M: Manager> Pool<M> {
         self.shared.acquire(false, location)
     }
 
+    /// [`Pool::get`] for a wrapper of the pool that takes its own caller's
+    /// location (`#[track_caller]` and [`Location::caller`]) and passes it
+    /// on, so leak reports name the wrapper's caller.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::get`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`Pool::get`].
+    pub fn get_at(
+        &self,
+        location: &'static Location<'static>,
+    ) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
+        self.start_background_tasks();
+        self.shared.acquire(true, location)
+    }
+
+    /// [`Pool::try_get`] with the caller's location passed on, as
+    /// [`Pool::get_at`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::try_get`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`Pool::get`].
+    pub fn try_get_at(
+        &self,
+        location: &'static Location<'static>,
+    ) -> impl Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_ {
+        self.start_background_tasks();
+        self.shared.acquire(false, location)
+    }
+
     fn start_background_tasks(&self) {
         maintenance::start(&self.shared);
         upkeep::start(&self.shared);

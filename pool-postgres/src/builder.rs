@@ -18,8 +18,10 @@ use crate::pool::PgPool;
 use crate::postgres_checks::{self, When};
 use crate::recycling::Recycling;
 use crate::registry::{Registration, Target};
-use crate::settings::{Effective, PoolSettings};
+pub(crate) use crate::settings::Effective;
+use crate::settings::PoolSettings;
 use crate::side_channel::SideChannel;
+use crate::target::TargetSessionAttrs;
 use crate::url;
 
 /// Configures a [`PgPool`]. Start with [`PgPool::builder`],
@@ -34,7 +36,8 @@ pub struct PgPoolBuilder {
 }
 
 /// How connections are encrypted, as decided by `sslmode` or [`PgPoolBuilder::tls`].
-enum Tls {
+#[derive(Clone)]
+pub(crate) enum Tls {
     /// Plain TCP (or `prefer` without the `tls` feature).
     Off,
     #[cfg(feature = "tls")]
@@ -52,7 +55,11 @@ impl PgPoolBuilder {
     ///
     /// As [`PgPool::from_url`].
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
-        let split = url::split(url)?;
+        let split = if crate::key_value::is_key_value(url) {
+            crate::key_value::split(url)?
+        } else {
+            url::split(url)?
+        };
         let config = tokio_postgres::Config::from_str(&split.postgres).map_err(|e| {
             // tokio-postgres's messages name the option, never the password.
             ConfigError::new("url", "(hidden)", ErrorChain(&e).to_string())
@@ -125,77 +132,107 @@ impl PgPoolBuilder {
     /// fewer, but more than one), a NUL byte in a name, the password or
     /// `options`.
     pub fn build(self) -> Result<PgPool, ConfigError> {
-        let Self { mut config, settings, observers, tls } = self;
+        let Self { config, settings, observers, tls } = self;
         postgres_checks::check(&config, When::Built)?;
         let s = settings.checked()?.effective();
-        if config.get_application_name().is_none() {
-            config.application_name(default_application_name());
+        let target = s.target_session_attrs.or_else(|| driver_target(&config));
+        if config.get_hosts().len() > 1 || target.is_some_and(|t| t != TargetSessionAttrs::Any) {
+            let target = target.unwrap_or(TargetSessionAttrs::ReadWrite);
+            return crate::hosts::build(config, &s, target, &observers, &tls);
         }
-        if config.get_keepalives_idle() >= Duration::from_secs(7200) {
-            config.keepalives_idle(Duration::from_secs(30));
-            config.keepalives_interval(Duration::from_secs(10));
-            config.keepalives_retries(3);
-        }
-        if let Some(timeout) = s.statement_timeout {
-            append_option(&mut config, &format!("-c statement_timeout={}", timeout.as_millis().max(1)));
-        }
-        if let Some(create) = s.create_timeout
-            && config.get_connect_timeout().is_none()
-        {
-            config.connect_timeout(create);
-        }
-
-        if s.pooler.transaction_mode() {
-            refuse_what_a_transaction_pooler_cannot_take(&config, &s)?;
-        }
-        let target = Target::of(&config);
-        let name = if s.name.is_empty() { target.dbname.clone() } else { s.name };
-        let mut manager = PgManager::new(config);
-        manager.recycling = s.recycling;
-        manager.verify_idle_after = s.verify_idle_after;
-        manager.statement_cache_size = s.statement_cache_size;
-        let side_channel = match tls {
-            Tls::Off => SideChannel::Plain,
-            #[cfg(feature = "tls")]
-            Tls::On(connector) => {
-                manager.tls = Some(connector.clone());
-                SideChannel::Tls(connector)
-            }
-        };
-        let liveness = s
-            .liveness_check_after
-            .filter(|_| !s.pooler.transaction_mode())
-            .map(|after| Arc::new(Liveness::new(after, &manager.config, side_channel.clone())));
-        manager.policy = Arc::new(StatementPolicy {
-            socket_timeout: s.socket_timeout,
-            pooler: s.pooler,
-            session_state: s.pooler_session_state,
-            pool_name: name.clone(),
-            liveness,
-            side_tasks: Arc::default(),
-            side_channel,
-        });
-        let mut builder = Pool::builder(manager)
-            .name(name)
-            .max_size(s.max_size)
-            .min_idle(s.min_idle)
-            .max_concurrent_creates(s.max_concurrent_creates)
-            .acquire_timeout(s.acquire_timeout)
-            .create_timeout(s.create_timeout)
-            .recycle_timeout(s.recycle_timeout)
-            .idle_timeout(s.idle_timeout)
-            .max_lifetime(s.max_lifetime)
-            .keepalive_interval(s.keepalive_interval)
-            .max_waiters(s.max_waiters)
-            .leak_detection_threshold(s.leak_detection_threshold)
-            .reuse(s.reuse);
-        for observer in observers {
-            builder = builder.observer(observer);
-        }
-        let inner = builder.build()?;
-        let registration = Registration::register(target, inner.name());
-        Ok(PgPool::new(inner, registration))
+        let (inner, registration) = build_one(config, s, &observers, &tls, None)?;
+        Ok(PgPool::one(inner, registration))
     }
+}
+
+/// What a tokio-postgres config given to [`PgPool::builder`] asks for.
+fn driver_target(config: &tokio_postgres::Config) -> Option<TargetSessionAttrs> {
+    match config.get_target_session_attrs() {
+        tokio_postgres::config::TargetSessionAttrs::ReadWrite => Some(TargetSessionAttrs::ReadWrite),
+        tokio_postgres::config::TargetSessionAttrs::ReadOnly => Some(TargetSessionAttrs::ReadOnly),
+        _ => None,
+    }
+}
+
+/// One pool-core pool over one server (or over what the driver makes of a
+/// host list): the whole of a one-host [`PgPool`], and each host's pool of
+/// a pool over several. `role_doubt` is the checking task's wake-up, for
+/// the latter.
+pub(crate) fn build_one(
+    mut config: tokio_postgres::Config,
+    s: Effective,
+    observers: &[Arc<dyn Observer>],
+    tls: &Tls,
+    role_doubt: Option<Arc<tokio::sync::Notify>>,
+) -> Result<(Pool<PgManager>, Registration), ConfigError> {
+    if config.get_application_name().is_none() {
+        config.application_name(default_application_name());
+    }
+    if config.get_keepalives_idle() >= Duration::from_secs(7200) {
+        config.keepalives_idle(Duration::from_secs(30));
+        config.keepalives_interval(Duration::from_secs(10));
+        config.keepalives_retries(3);
+    }
+    if let Some(timeout) = s.statement_timeout {
+        append_option(&mut config, &format!("-c statement_timeout={}", timeout.as_millis().max(1)));
+    }
+    if let Some(create) = s.create_timeout
+        && config.get_connect_timeout().is_none()
+    {
+        config.connect_timeout(create);
+    }
+
+    if s.pooler.transaction_mode() {
+        refuse_what_a_transaction_pooler_cannot_take(&config, &s)?;
+    }
+    let target = Target::of(&config);
+    let name = if s.name.is_empty() { target.dbname.clone() } else { s.name };
+    let mut manager = PgManager::new(config);
+    manager.recycling = s.recycling;
+    manager.verify_idle_after = s.verify_idle_after;
+    manager.statement_cache_size = s.statement_cache_size;
+    let side_channel = match tls.clone() {
+        Tls::Off => SideChannel::Plain,
+        #[cfg(feature = "tls")]
+        Tls::On(connector) => {
+            manager.tls = Some(connector.clone());
+            SideChannel::Tls(connector)
+        }
+    };
+    let liveness = s
+        .liveness_check_after
+        .filter(|_| !s.pooler.transaction_mode())
+        .map(|after| Arc::new(Liveness::new(after, &manager.config, side_channel.clone())));
+    manager.policy = Arc::new(StatementPolicy {
+        socket_timeout: s.socket_timeout,
+        pooler: s.pooler,
+        session_state: s.pooler_session_state,
+        pool_name: name.clone(),
+        liveness,
+        side_tasks: Arc::default(),
+        side_channel,
+        role_doubt,
+    });
+    let mut builder = Pool::builder(manager)
+        .name(name)
+        .max_size(s.max_size)
+        .min_idle(s.min_idle)
+        .max_concurrent_creates(s.max_concurrent_creates)
+        .acquire_timeout(s.acquire_timeout)
+        .create_timeout(s.create_timeout)
+        .recycle_timeout(s.recycle_timeout)
+        .idle_timeout(s.idle_timeout)
+        .max_lifetime(s.max_lifetime)
+        .keepalive_interval(s.keepalive_interval)
+        .max_waiters(s.max_waiters)
+        .leak_detection_threshold(s.leak_detection_threshold)
+        .reuse(s.reuse);
+    for observer in observers {
+        builder = builder.observer(Arc::clone(observer));
+    }
+    let inner = builder.build()?;
+    let registration = Registration::register(target, inner.name());
+    Ok((inner, registration))
 }
 
 /// Settings that make every connect or every reuse fail behind a

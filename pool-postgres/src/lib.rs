@@ -9,8 +9,10 @@ mod config_error;
 mod connection;
 mod drain;
 mod error;
+mod hosts;
 mod hygiene;
 pub mod insight;
+mod key_value;
 mod liveness;
 mod manager;
 mod param_types;
@@ -29,6 +31,7 @@ mod session_state;
 mod settings;
 mod shared;
 mod side_channel;
+mod target;
 #[cfg(feature = "tls")]
 mod tls;
 mod transaction;
@@ -42,6 +45,7 @@ pub use config_error::ConfigError;
 pub use connection::PgConnection;
 pub use drain::CANCEL_METRIC;
 pub use error::{Error, ErrorKind};
+pub use hosts::{HOST_CHECK_METRIC, HostStatus, LoadBalance, REPLICA_LAG_METRIC};
 pub use manager::PgManager;
 pub use pool::{PgPool, PoolError};
 pub use pool_core::{self, ErrorChain, Status};
@@ -51,10 +55,11 @@ pub use recycling::Recycling;
 pub use retry::{Retry, RetryError, Retryable};
 pub use row_stream::RowStream;
 pub use settings::{
-    DEFAULT_LIVENESS_CHECK_AFTER, DEFAULT_RECYCLE_TIMEOUT, DEFAULT_STATEMENT_CACHE_SIZE,
-    DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig, PoolSettings,
+    DEFAULT_HOST_RECHECK_INTERVAL, DEFAULT_LIVENESS_CHECK_AFTER, DEFAULT_RECYCLE_TIMEOUT,
+    DEFAULT_STATEMENT_CACHE_SIZE, DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig, PoolSettings,
 };
 pub use shared::shared_pool;
+pub use target::{Role, TargetSessionAttrs};
 pub use tokio_postgres;
 pub use transaction::{Transaction, TransactionBuilder};
 

@@ -23,4 +23,7 @@ pub(crate) struct StatementPolicy {
     pub(crate) side_tasks: std::sync::Arc<crate::side_channel::SideTasks>,
     /// How cancel requests and liveness probes reach the server.
     pub(crate) side_channel: crate::side_channel::SideChannel,
+    /// In a pool over several hosts, wakes the role check: a write was
+    /// refused as read-only (25006), or a connection was lost.
+    pub(crate) role_doubt: Option<std::sync::Arc<tokio::sync::Notify>>,
 }

@@ -82,7 +82,10 @@ impl Retryable for Error {
 impl Retryable for PoolError {
     fn is_transient(&self) -> bool {
         match self {
-            Self::Timeout { .. } | Self::Overloaded { .. } | Self::Exhausted { .. } => true,
+            Self::Timeout { .. }
+            | Self::Overloaded { .. }
+            | Self::Exhausted { .. }
+            | Self::NoneEligible { .. } => true,
             Self::Backend(error) => error.code().is_none_or(transient_code),
             _ => false,
         }

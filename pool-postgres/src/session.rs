@@ -222,9 +222,15 @@ impl<'a> Session<'a> {
     /// session marks the connection broken, a lost statement gets its hint,
     /// and inside a transaction the first failure is kept.
     pub(crate) fn book(&self, error: tokio_postgres::Error) -> Error {
+        let read_only = error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION);
         let mut error = Error::from(error);
         if error.ends_session() {
             self.conn.mark_broken();
+        }
+        if (read_only || error.ends_session())
+            && let Some(doubt) = &self.conn.policy.role_doubt
+        {
+            doubt.notify_one();
         }
         if error.is_lost_statement() && !self.conn.policy.pooler.transaction_mode() {
             error = error.with_hint(POOLER_HINT);

@@ -52,9 +52,7 @@ const PASSED_THROUGH: &[&str] = &[
     "keepalives_idle",
     "keepalives_interval",
     "keepalives_retries",
-    "target_session_attrs",
     "channel_binding",
-    "load_balance_hosts",
 ];
 
 /// A URL taken apart: the part for tokio-postgres, and the pool's parameters
@@ -77,7 +75,7 @@ pub(crate) fn split(url: &str) -> Result<SplitUrl, ConfigError> {
         return Err(ConfigError::new(
             "url",
             describe_scheme(url),
-            "must start with postgres:// or postgresql://",
+            "must start with postgres:// or postgresql://, or be libpq key=value pairs (host=... dbname=...)",
         ));
     };
     let parts = Parts::of(rest);

@@ -19,11 +19,13 @@ use std::time::Duration;
 use pool_core::Reuse;
 
 use crate::config_error::ConfigError;
+use crate::hosts::LoadBalance;
 use crate::pooler::{Pooler, SessionStatePolicy};
 use crate::recycling::Recycling;
+use crate::target::TargetSessionAttrs;
 use rules::{
-    AtLeastOne, Count, Limit, Name, PoolerRule, Positive, RecyclingRule, ReuseRule, Rule, ServerTimeout,
-    SessionStateRule, Span, ZeroIsOff,
+    AtLeastOne, Count, Limit, LoadBalanceRule, Name, PoolerRule, Positive, RecyclingRule, ReuseRule, Rule,
+    ServerTimeout, SessionStateRule, Span, TargetRule, ZeroIsOff,
 };
 
 pub use file::PgConfig;
@@ -35,6 +37,9 @@ pub const DEFAULT_STATEMENT_CACHE_SIZE: usize = 256;
 pub const DEFAULT_RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default `verify_idle_after`: connections idle longer get a round trip before reuse.
 pub const DEFAULT_VERIFY_IDLE_AFTER: Duration = Duration::from_secs(1);
+/// Default `host_recheck_interval`: how often a pool over several hosts
+/// checks their roles (Npgsql's `Host Recheck Seconds` is 10 too).
+pub const DEFAULT_HOST_RECHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// Default `liveness_check_after`: a statement unanswered this long gets its
 /// session looked at from the side (the `liveness_check_after` setting).
 pub const DEFAULT_LIVENESS_CHECK_AFTER: Duration = Duration::from_secs(2);
@@ -141,6 +146,31 @@ generate::pool_settings! {
     pooler_session_state: SessionStatePolicy, SessionStateRule,
         default SessionStatePolicy::Refuse => "`refuse`",
         names ["pooler_session_state"];
+    /// Which server `get` takes a connection from, by role: libpq's `any`,
+    /// `read-write`, `read-only`, `primary`, `standby` or `prefer-standby`
+    /// (see [`TargetSessionAttrs`]). Set, or with several hosts, the pool
+    /// learns each server's role and routes every checkout by it.
+    target_session_attrs: Option<TargetSessionAttrs>, TargetRule,
+        default None => "`read-write` with several hosts, else `any`",
+        names ["target_session_attrs"];
+    /// With several servers of the role a checkout asks for, which one it
+    /// takes: `least-loaded` (the fewest connections in use for its share
+    /// of the budget), `random`, or `disable` (the first in the URL's order).
+    load_balance_hosts: LoadBalance, LoadBalanceRule,
+        default LoadBalance::LeastLoaded => "`least-loaded`",
+        names ["load_balance_hosts"];
+    /// How often a pool over several hosts checks each server's role (and a
+    /// standby's lag); a refused write (25006) or a lost connection checks
+    /// at once. A server that does not answer is checked again after a
+    /// back-off (1 s doubling, at most this interval).
+    host_recheck_interval: Duration, Positive,
+        default DEFAULT_HOST_RECHECK_INTERVAL => "10 s",
+        names ["host_recheck_interval", "host_recheck_seconds"];
+    /// Skip standbys whose replay is further behind than this (seen at the
+    /// last check); `0`/`off`: never.
+    max_replica_lag: Option<Duration>, ZeroIsOff,
+        default None => "off",
+        names ["max_replica_lag"];
 }
 
 /// What a builder setter takes for a setting of type `T`: the value itself,
@@ -158,6 +188,12 @@ impl<T> IntoSetting<T> for T {
 
 impl IntoSetting<Option<Duration>> for Duration {
     fn into_setting(self) -> Option<Duration> {
+        Some(self)
+    }
+}
+
+impl IntoSetting<Option<TargetSessionAttrs>> for TargetSessionAttrs {
+    fn into_setting(self) -> Option<TargetSessionAttrs> {
         Some(self)
     }
 }

@@ -8,8 +8,10 @@ use pool_core::Reuse;
 
 use super::{Effective, PARAMETERS, PoolSettings};
 use crate::builder::PgPoolBuilder;
+use crate::hosts::LoadBalance;
 use crate::pooler::{Pooler, SessionStatePolicy};
 use crate::recycling::Recycling;
+use crate::target::TargetSessionAttrs;
 
 /// One setting given three ways: URL text, a config-file value (JSON, as
 /// any serde format would give it) and a builder call.
@@ -27,6 +29,46 @@ fn s(secs: u64) -> Duration {
 fn cases() -> Vec<(&'static str, Case)> {
     use serde_json::json;
     vec![
+        (
+            "target_session_attrs",
+            Case {
+                url: "target_session_attrs=prefer-standby",
+                file: json!({"target_session_attrs": "prefer-standby"}),
+                builder: |b| b.target_session_attrs(TargetSessionAttrs::PreferStandby),
+            },
+        ),
+        (
+            "load_balance_hosts",
+            Case {
+                url: "load_balance_hosts=random",
+                file: json!({"load_balance_hosts": "random"}),
+                builder: |b| b.load_balance_hosts(LoadBalance::Random),
+            },
+        ),
+        (
+            "host_recheck_interval",
+            Case {
+                url: "host_recheck_seconds=2",
+                file: json!({"host_recheck_interval": "2s"}),
+                builder: |b| b.host_recheck_interval(s(2)),
+            },
+        ),
+        (
+            "max_replica_lag",
+            Case {
+                url: "max_replica_lag=off",
+                file: json!({"max_replica_lag": 0}),
+                builder: |b| b.max_replica_lag(None),
+            },
+        ),
+        (
+            "max_replica_lag",
+            Case {
+                url: "max_replica_lag=5s",
+                file: json!({"max_replica_lag": 5}),
+                builder: |b| b.max_replica_lag(s(5)),
+            },
+        ),
         (
             "max_size",
             Case { url: "connection_limit=7", file: json!({"max_size": 7}), builder: |b| b.max_size(7) },

@@ -196,6 +196,30 @@ impl Rule for SessionStateRule {
     }
 }
 
+/// Which server a checkout goes to, by role (libpq's six values).
+pub(crate) struct TargetRule;
+
+impl Rule for TargetRule {
+    type Value = Option<crate::target::TargetSessionAttrs>;
+
+    fn parse(text: &str) -> Result<Self::Value, String> {
+        text.parse().map(Some).map_err(|()| {
+            String::from("must be one of any, read-write, read-only, primary, standby, prefer-standby")
+        })
+    }
+}
+
+/// How a server is picked among several that can serve a checkout.
+pub(crate) struct LoadBalanceRule;
+
+impl Rule for LoadBalanceRule {
+    type Value = crate::hosts::LoadBalance;
+
+    fn parse(text: &str) -> Result<Self::Value, String> {
+        text.parse().map_err(|()| String::from("must be least-loaded, random or disable"))
+    }
+}
+
 /// Which idle connection is taken first.
 pub(crate) struct ReuseRule;
 

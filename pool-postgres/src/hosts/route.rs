@@ -1,0 +1,140 @@
+//! Routing one checkout of a [`Hosts`] pool to a host whose role serves it.
+
+use std::panic::Location;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use super::{Hosts, Member};
+use crate::client::Client;
+use crate::pool::PoolError;
+use crate::target::{Role, TargetSessionAttrs};
+
+impl Hosts {
+    /// A connection from a host that serves `target`, within
+    /// `acquire_timeout`; see the module docs for the order.
+    pub(crate) async fn get(
+        self: &Arc<Self>,
+        target: TargetSessionAttrs,
+        location: &'static Location<'static>,
+    ) -> Result<Client, PoolError> {
+        self.start_rechecks();
+        let started = Instant::now();
+        let deadline = started + self.acquire_timeout;
+        loop {
+            if self.is_closed() {
+                return Err(pool_core::Error::Closed);
+            }
+            // Registered before the roles are read, so a round that ends
+            // while this checkout looks is not missed.
+            let mut changed = std::pin::pin!(self.changed.notified());
+            changed.as_mut().enable();
+            let candidates = self.candidates(target);
+            let mut all_failed = !candidates.is_empty();
+            for member in &candidates {
+                match member.pool.try_get_at(location).await {
+                    Ok(conn) => return Ok(Client::new(conn)),
+                    Err(pool_core::Error::Exhausted { .. }) => all_failed = false,
+                    Err(pool_core::Error::Closed) => return Err(pool_core::Error::Closed),
+                    Err(_) => self.doubt.notify_one(),
+                }
+            }
+            if let Some(first) = candidates.first().filter(|_| !all_failed) {
+                // All busy: queue at the first, unless the roles change.
+                tokio::select! {
+                    got = first.pool.get_at(location) => match got {
+                        Ok(conn) => return Ok(Client::new(conn)),
+                        Err(error) if error.is_timeout() || matches!(error, pool_core::Error::Closed) => {
+                            return Err(error);
+                        }
+                        Err(_) => self.doubt.notify_one(),
+                    },
+                    () = &mut changed => continue,
+                    () = tokio::time::sleep_until(deadline) => return Err(Self::timed_out(first, started)),
+                }
+            }
+            tokio::select! {
+                () = &mut changed => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(self.none_serves(target, started));
+                }
+            }
+        }
+    }
+
+    /// A connection from a host that serves `target` and has one idle or a
+    /// slot free; never waits.
+    pub(crate) async fn try_get(
+        self: &Arc<Self>,
+        target: TargetSessionAttrs,
+        location: &'static Location<'static>,
+    ) -> Result<Client, PoolError> {
+        self.start_rechecks();
+        let started = Instant::now();
+        if self.is_closed() {
+            return Err(pool_core::Error::Closed);
+        }
+        let candidates = self.candidates(target);
+        let mut last = None;
+        for member in &candidates {
+            match member.pool.try_get_at(location).await {
+                Ok(conn) => return Ok(Client::new(conn)),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| self.none_serves(target, started)))
+    }
+
+    /// The hosts that may serve `target`, in the order they are tried:
+    /// first choices (balanced), then fallbacks (the primary, for
+    /// `prefer-standby`).
+    fn candidates(&self, target: TargetSessionAttrs) -> Vec<Arc<Member>> {
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let mut first = Vec::with_capacity(self.members.len());
+        let mut fallback = Vec::new();
+        for member in &self.members {
+            let (role, down) = member.standing();
+            match role {
+                _ if down => {}
+                Some(role) if target.accepts(role, self.max_lag) => first.push(Arc::clone(member)),
+                Some(role) if target.falls_back_to(role) => fallback.push(Arc::clone(member)),
+                None if target == TargetSessionAttrs::Any => first.push(Arc::clone(member)),
+                _ => {}
+            }
+        }
+        self.balance.order(&mut first, turn);
+        self.balance.order(&mut fallback, turn);
+        first.append(&mut fallback);
+        first
+    }
+
+    /// Waited in a busy host's queue until `acquire_timeout`.
+    fn timed_out(member: &Member, started: Instant) -> PoolError {
+        pool_core::Error::Timeout {
+            phase: pool_core::TimeoutPhase::Wait,
+            elapsed: started.elapsed(),
+            max_size: member.pool.status().max_size,
+            last_error: None,
+            refused_at_size: None,
+            resource: "connection",
+        }
+    }
+
+    /// No host could serve `target` within `acquire_timeout`.
+    fn none_serves(&self, target: TargetSessionAttrs, started: Instant) -> PoolError {
+        pool_core::Error::NoneEligible {
+            wanted: format!("a server for target_session_attrs={target}"),
+            seen: self.describe(),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+impl Member {
+    /// The role and whether the host is down, without copying the rest.
+    pub(crate) fn standing(&self) -> (Option<Role>, bool) {
+        let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (seen.role, seen.failures > 0)
+    }
+}
