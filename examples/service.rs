@@ -19,7 +19,11 @@
 //!   had within 2 s (or the pool's own timeout, if shorter), 503 when not,
 //!   and 503 `{"status":"draining"}` once shutdown has begun.
 //! - `GET /metrics`: Prometheus text from pool-metrics.
-//! - `GET /api/time`: the database server's time, as JSON.
+//! - `GET /api/time`: the database server's time and whether a standby
+//!   served it, as JSON. Reads go through `PgPool::read`: with a primary and
+//!   a replica in `DATABASE_URL`
+//!   (`postgres://app@primary:5432,replica:5432/app?connection_limit=10`),
+//!   the replica serves them and the primary takes over when it cannot.
 //! - `GET /api/sleep?ms=N`: holds a connection for N ms (0 to 600000) with
 //!   `pg_sleep`; a long one shows what the shutdown deadline does.
 //!
@@ -308,16 +312,24 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     // Gauges exact at every scrape, also while a keepalive check runs
     // (events keep them current otherwise).
     state.metrics.record_status(state.pool.name(), &state.pool.status());
+    if state.pool.hosts().len() > 1 {
+        for host in state.pool.hosts() {
+            state.metrics.record_status(&host.pool_name, &host.status);
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render()).into_response()
 }
 
 async fn time(State(state): State<AppState>) -> Response {
-    let client = match state.pool.get().await {
+    // A read: a standby serves it when the URL lists one.
+    let client = match state.pool.read().await {
         Ok(client) => client,
         Err(e) => return unavailable(&e),
     };
-    match client.query_one("SELECT now()::text", &[]).await {
-        Ok(row) => Json(json!({ "now": row.get::<_, String>(0) })).into_response(),
+    match client.query_one("SELECT now()::text, pg_is_in_recovery()", &[]).await {
+        Ok(row) => {
+            Json(json!({ "now": row.get::<_, String>(0), "standby": row.get::<_, bool>(1) })).into_response()
+        }
         Err(e) => query_failed(&e),
     }
 }

@@ -112,8 +112,10 @@ pub(crate) async fn round(hosts: &Hosts) {
     }
     if changed {
         rebalance(hosts);
+        // Only on a change: a waiter woken re-routes, and leaves its place
+        // in a host's queue to do so.
+        hosts.changed.notify_waiters();
     }
-    hosts.changed.notify_waiters();
 }
 
 /// What one check found: a role, `Ok(None)` for a host too busy to ask
@@ -192,8 +194,9 @@ fn apply(hosts: &Hosts, member: &Member, found: Result<Option<Role>, String>) ->
         }
     }
     drop(seen);
-    if was_primary && !is_primary {
-        // Demoted or gone: nothing may be written through what is left.
+    if (was_primary && !is_primary) || (after.1 && !before.1) {
+        // Demoted, or gone: nothing may be written, or waited for, through
+        // what is left.
         member.pool.evict_all();
     }
     // Lag changes what a standby serves (max_replica_lag), so every change

@@ -3,6 +3,7 @@
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -10,6 +11,10 @@ use super::{Hosts, Member};
 use crate::client::Client;
 use crate::pool::PoolError;
 use crate::target::{Role, TargetSessionAttrs};
+
+/// How soon a checkout whose every candidate failed to connect tries again
+/// when no check has changed what it sees.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(250);
 
 impl Hosts {
     /// A connection from a host that serves `target`, within
@@ -31,17 +36,17 @@ impl Hosts {
             let mut changed = std::pin::pin!(self.changed.notified());
             changed.as_mut().enable();
             let candidates = self.candidates(target);
-            let mut all_failed = !candidates.is_empty();
+            let mut busy = None;
             for member in &candidates {
                 match member.pool.try_get_at(location).await {
                     Ok(conn) => return Ok(Client::new(conn)),
-                    Err(pool_core::Error::Exhausted { .. }) => all_failed = false,
+                    Err(pool_core::Error::Exhausted { .. }) => busy = busy.or(Some(member)),
                     Err(pool_core::Error::Closed) => return Err(pool_core::Error::Closed),
                     Err(_) => self.doubt.notify_one(),
                 }
             }
-            if let Some(first) = candidates.first().filter(|_| !all_failed) {
-                // All busy: queue at the first, unless the roles change.
+            if let Some(first) = busy {
+                // All busy: queue at the first that is, unless the roles change.
                 tokio::select! {
                     got = first.pool.get_at(location) => match got {
                         Ok(conn) => return Ok(Client::new(conn)),
@@ -54,11 +59,17 @@ impl Hosts {
                     () = tokio::time::sleep_until(deadline) => return Err(Self::timed_out(first, started)),
                 }
             }
+            let all_failed = !candidates.is_empty();
+            if Instant::now() >= deadline {
+                return Err(self.none_serves(target, started));
+            }
+            // None has the role, or all failed to connect: the next round of
+            // checks, or (for a failure a check does not confirm) a retry soon.
+            let retry =
+                if all_failed { deadline.min(Instant::now() + RETRY_AFTER_FAILURE) } else { deadline };
             tokio::select! {
                 () = &mut changed => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(self.none_serves(target, started));
-                }
+                () = tokio::time::sleep_until(retry) => {}
             }
         }
     }
