@@ -116,14 +116,17 @@ impl<'a> Transaction<'a> {
 
     async fn end(&mut self, commit: bool) -> Result<(), Error> {
         let sql = self.end_sql(commit);
-        let out = Session::new(self.conn, Scope::Autocommit)
-            .bounded(pin!(self.conn.client.batch_execute(&sql)))
-            .await;
-        // Answered, well or not, the block is over on the server (a failed
-        // COMMIT rolls back); only a lost connection leaves it open, and that
-        // connection is closed on return.
+        // Ended from here on, even if this future is dropped before the
+        // answer: the first poll queues the statement, so a ROLLBACK from
+        // `drop` would reach the server after the COMMIT, with no block left
+        // to end (a "there is no transaction in progress" warning). Should
+        // the block outlive this (dropped while waiting out a backlog, before
+        // the COMMIT went out), the drain of the abandoned request finds it
+        // open and rolls it back. Answered, well or not, the block is over
+        // on the server (a failed COMMIT rolls back); a lost connection is
+        // closed on return.
         self.ended = true;
-        out
+        Session::new(self.conn, Scope::Autocommit).bounded(pin!(self.conn.client.batch_execute(&sql))).await
     }
 
     fn end_sql(&self, commit: bool) -> String {
