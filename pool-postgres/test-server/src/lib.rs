@@ -144,46 +144,14 @@ impl TestServerBuilder {
         let identity = Identity::get()?;
         let auth = self.auth.as_ref().map(|(user, password)| Auth { user, password });
         let template = template::ensure(bins, identity, dirs::cache_dir(identity)?, auth)?;
-        let base = dirs::run_dir(identity)?;
-
-        let root = dirs::unique_dir(base, "srv-").map_err(|e| {
-            TestServerError::io(
-                Phase::PrepareDirectory,
-                format!("could not create a directory in {}", base.display()),
-                e,
-            )
-        })?;
-        let data_dir = root.join("data");
-        let socket_dir =
-            (root.as_os_str().len() + "/.s.PGSQL.65535".len() <= MAX_SOCKET_PATH).then(|| root.clone());
-        // From here on, dropping `server` cleans up whatever exists.
-        let mut server = TestServer {
-            bins,
-            identity,
-            template,
-            log_path: root.join("server.log"),
-            data_dir,
-            socket_dir,
-            root,
-            port: 0,
-            user: self.auth.as_ref().map_or(SUPERUSER, |(user, _)| user.as_str()).to_owned(),
-            password: self.auth.as_ref().map(|(_, password)| password.clone()),
-            settings: self.settings.clone(),
-            start_timeout: self.start_timeout,
-            state: Mutex::new(State::default()),
-        };
+        let user = self.auth.as_ref().map_or(SUPERUSER, |(user, _)| user.as_str()).to_owned();
+        let password = self.auth.as_ref().map(|(_, password)| password.clone());
+        let settings = self.settings.clone();
+        let mut server =
+            TestServer::in_new_dir(bins, identity, template, user, password, settings, self.start_timeout)?;
         server.prepare()?;
-        ports::launch_on_free_port(PORT_ATTEMPTS, Phase::Start, |port| {
-            server.port = port;
-            let launched = {
-                let mut state = server.lock();
-                server_launch(&server.launch_parts(), &mut state)
-            };
-            if launched.as_ref().is_err_and(|failure| failure.port_taken) {
-                server.port = 0;
-            }
-            launched
-        })?;
+        server.copy_template()?;
+        server.launch_on_free_port()?;
         Ok(server)
     }
 
@@ -470,7 +438,46 @@ impl TestServer {
         }
     }
 
-    /// Hands the directory over, starts the watchdog and copies the template.
+    /// A server that does not exist yet: a fresh directory below the run
+    /// dir, no data directory, no watchdog, no port. From here on, dropping
+    /// it cleans up whatever exists.
+    fn in_new_dir(
+        bins: &'static Binaries,
+        identity: &'static Identity,
+        template: PathBuf,
+        user: String,
+        password: Option<String>,
+        settings: Vec<(String, String)>,
+        start_timeout: Duration,
+    ) -> Result<Self, TestServerError> {
+        let base = dirs::run_dir(identity)?;
+        let root = dirs::unique_dir(base, "srv-").map_err(|e| {
+            TestServerError::io(
+                Phase::PrepareDirectory,
+                format!("could not create a directory in {}", base.display()),
+                e,
+            )
+        })?;
+        let socket_dir =
+            (root.as_os_str().len() + "/.s.PGSQL.65535".len() <= MAX_SOCKET_PATH).then(|| root.clone());
+        Ok(Self {
+            bins,
+            identity,
+            template,
+            log_path: root.join("server.log"),
+            data_dir: root.join("data"),
+            socket_dir,
+            root,
+            port: 0,
+            user,
+            password,
+            settings,
+            start_timeout,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Hands the directory over, starts the watchdog and opens the log.
     fn prepare(&mut self) -> Result<(), TestServerError> {
         if let Some((uid, gid)) = self.identity.owner() {
             std::os::unix::fs::chown(&self.root, Some(uid), Some(gid)).map_err(|e| {
@@ -486,13 +493,6 @@ impl TestServer {
             TestServerError::io(Phase::PrepareDirectory, "could not start the watchdog (/bin/sh)", e)
         })?;
         state.process.watchdog = Some(watchdog);
-        dirs::copy_tree(&self.template, &self.data_dir, self.identity.owner()).map_err(|e| {
-            TestServerError::io(
-                Phase::CopyTemplate,
-                format!("could not copy {} to {}", self.template.display(), self.data_dir.display()),
-                e,
-            )
-        })?;
         let log = OpenOptions::new().create(true).append(true).open(&self.log_path).map_err(|e| {
             TestServerError::io(
                 Phase::PrepareDirectory,
@@ -502,6 +502,33 @@ impl TestServer {
         })?;
         state.log = Some(log);
         Ok(())
+    }
+
+    /// Fills the data directory with a copy of the template.
+    fn copy_template(&self) -> Result<(), TestServerError> {
+        dirs::copy_tree(&self.template, &self.data_dir, self.identity.owner()).map_err(|e| {
+            TestServerError::io(
+                Phase::CopyTemplate,
+                format!("could not copy {} to {}", self.template.display(), self.data_dir.display()),
+                e,
+            )
+        })
+    }
+
+    /// The first launch: on a newly reserved port, and on another one if a
+    /// different process takes it first.
+    fn launch_on_free_port(&mut self) -> Result<(), TestServerError> {
+        ports::launch_on_free_port(PORT_ATTEMPTS, Phase::Start, |port| {
+            self.port = port;
+            let launched = {
+                let mut state = self.lock();
+                server_launch(&self.launch_parts(), &mut state)
+            };
+            if launched.as_ref().is_err_and(|failure| failure.port_taken) {
+                self.port = 0;
+            }
+            launched
+        })
     }
 
     fn shut_down(&self, signal: &'static str, grace: Duration) -> Result<(), TestServerError> {
