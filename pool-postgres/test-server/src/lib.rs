@@ -13,6 +13,9 @@ mod fault_proxy;
 mod pgbouncer;
 mod ports;
 mod process;
+mod psql;
+mod recovery;
+mod replica;
 mod supervised;
 mod template;
 mod watchdog;
@@ -180,7 +183,9 @@ impl TestServerBuilder {
     }
 }
 
-/// A running (or stopped) throwaway PostgreSQL server.
+/// A running (or stopped) throwaway PostgreSQL server: a primary from
+/// [`TestServer::start`] or [`TestServerBuilder::start`], or a streaming
+/// replica of one from [`start_replica`](TestServer::start_replica).
 ///
 /// See the [crate docs](crate) for how it works. The superuser is
 /// `postgres` (or the user given to [`TestServerBuilder::password`]); the
@@ -202,6 +207,12 @@ pub struct TestServer {
     password: Option<String>,
     settings: Vec<(String, String)>,
     start_timeout: Duration,
+    /// A replica's primary's port (0 for a primary), held in [`ports`] as
+    /// long as the replica lives: every server here is a copy of the same
+    /// template, with the same system identifier, so a replica whose
+    /// primary is gone would happily stream from another server of this
+    /// process that got the port.
+    upstream_port: u16,
     state: Mutex<State>,
 }
 
@@ -473,6 +484,7 @@ impl TestServer {
             password,
             settings,
             start_timeout,
+            upstream_port: 0,
             state: Mutex::new(State::default()),
         })
     }
@@ -626,6 +638,7 @@ impl Drop for TestServer {
         state.log = None;
         state.process.tear_down(|child| process::shut_down(child, "INT", DROP_GRACE), &self.root);
         ports::release(self.port);
+        ports::release(self.upstream_port);
     }
 }
 
