@@ -93,3 +93,28 @@ pub(crate) fn launch_on_free_port(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owners(port: u16) -> Option<u32> {
+        IN_USE.lock().unwrap_or_else(PoisonError::into_inner).get(&port).copied()
+    }
+
+    #[test]
+    fn a_held_port_stays_reserved_until_its_last_owner_releases_it() {
+        let port = reserve().unwrap();
+        assert_eq!(owners(port), Some(1));
+        hold(port);
+        assert_eq!(owners(port), Some(2));
+        release(port);
+        assert_eq!(owners(port), Some(1));
+        release(port);
+        assert_eq!(owners(port), None);
+        release(port); // an extra release is harmless
+        hold(0);
+        release(0);
+        assert_eq!(owners(0), None);
+    }
+}
