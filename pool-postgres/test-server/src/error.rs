@@ -26,10 +26,19 @@ pub enum Phase {
     CopyTemplate,
     /// Spawning the `postgres` process.
     Start,
-    /// Waiting until the freshly spawned server accepts connections.
+    /// Waiting until the freshly spawned server accepts connections (and,
+    /// for a replica, checking that it is in recovery).
     WaitReady,
     /// Shutting the server down.
     Stop,
+    /// Copying a running server into a new replica's data directory with
+    /// `pg_basebackup`.
+    BaseBackup,
+    /// Promoting a replica (`pg_ctl promote`) and waiting until it is out
+    /// of recovery.
+    Promote,
+    /// Waiting until a replica has replayed what its primary had written.
+    WaitReplay,
     /// Looking for the `pgbouncer` binary and asking its version.
     FindPgBouncer,
     /// Writing a PgBouncer's configuration and spawning `pgbouncer`.
@@ -54,6 +63,9 @@ impl Phase {
             Self::Start => "starting the server",
             Self::WaitReady => "waiting for the server to accept connections",
             Self::Stop => "stopping the server",
+            Self::BaseBackup => "making a replica (pg_basebackup)",
+            Self::Promote => "promoting the replica",
+            Self::WaitReplay => "waiting for the replica to replay the primary's WAL",
             Self::FindPgBouncer => "finding pgbouncer",
             Self::StartPgBouncer => "starting pgbouncer",
             Self::WaitPgBouncerReady => "waiting for pgbouncer to accept connections",

@@ -13,6 +13,9 @@ mod fault_proxy;
 mod pgbouncer;
 mod ports;
 mod process;
+mod psql;
+mod recovery;
+mod replica;
 mod supervised;
 mod template;
 mod watchdog;
@@ -144,46 +147,14 @@ impl TestServerBuilder {
         let identity = Identity::get()?;
         let auth = self.auth.as_ref().map(|(user, password)| Auth { user, password });
         let template = template::ensure(bins, identity, dirs::cache_dir(identity)?, auth)?;
-        let base = dirs::run_dir(identity)?;
-
-        let root = dirs::unique_dir(base, "srv-").map_err(|e| {
-            TestServerError::io(
-                Phase::PrepareDirectory,
-                format!("could not create a directory in {}", base.display()),
-                e,
-            )
-        })?;
-        let data_dir = root.join("data");
-        let socket_dir =
-            (root.as_os_str().len() + "/.s.PGSQL.65535".len() <= MAX_SOCKET_PATH).then(|| root.clone());
-        // From here on, dropping `server` cleans up whatever exists.
-        let mut server = TestServer {
-            bins,
-            identity,
-            template,
-            log_path: root.join("server.log"),
-            data_dir,
-            socket_dir,
-            root,
-            port: 0,
-            user: self.auth.as_ref().map_or(SUPERUSER, |(user, _)| user.as_str()).to_owned(),
-            password: self.auth.as_ref().map(|(_, password)| password.clone()),
-            settings: self.settings.clone(),
-            start_timeout: self.start_timeout,
-            state: Mutex::new(State::default()),
-        };
+        let user = self.auth.as_ref().map_or(SUPERUSER, |(user, _)| user.as_str()).to_owned();
+        let password = self.auth.as_ref().map(|(_, password)| password.clone());
+        let settings = self.settings.clone();
+        let mut server =
+            TestServer::in_new_dir(bins, identity, template, user, password, settings, self.start_timeout)?;
         server.prepare()?;
-        ports::launch_on_free_port(PORT_ATTEMPTS, Phase::Start, |port| {
-            server.port = port;
-            let launched = {
-                let mut state = server.lock();
-                server_launch(&server.launch_parts(), &mut state)
-            };
-            if launched.as_ref().is_err_and(|failure| failure.port_taken) {
-                server.port = 0;
-            }
-            launched
-        })?;
+        server.copy_template()?;
+        server.launch_on_free_port()?;
         Ok(server)
     }
 
@@ -212,7 +183,9 @@ impl TestServerBuilder {
     }
 }
 
-/// A running (or stopped) throwaway PostgreSQL server.
+/// A running (or stopped) throwaway PostgreSQL server: a primary from
+/// [`TestServer::start`] or [`TestServerBuilder::start`], or a streaming
+/// replica of one from [`start_replica`](TestServer::start_replica).
 ///
 /// See the [crate docs](crate) for how it works. The superuser is
 /// `postgres` (or the user given to [`TestServerBuilder::password`]); the
@@ -234,6 +207,12 @@ pub struct TestServer {
     password: Option<String>,
     settings: Vec<(String, String)>,
     start_timeout: Duration,
+    /// A replica's primary's port (0 for a primary), held in [`ports`] as
+    /// long as the replica lives: every server here is a copy of the same
+    /// template, with the same system identifier, so a replica whose
+    /// primary is gone would happily stream from another server of this
+    /// process that got the port.
+    upstream_port: u16,
     state: Mutex<State>,
 }
 
@@ -470,7 +449,47 @@ impl TestServer {
         }
     }
 
-    /// Hands the directory over, starts the watchdog and copies the template.
+    /// A server that does not exist yet: a fresh directory below the run
+    /// dir, no data directory, no watchdog, no port. From here on, dropping
+    /// it cleans up whatever exists.
+    fn in_new_dir(
+        bins: &'static Binaries,
+        identity: &'static Identity,
+        template: PathBuf,
+        user: String,
+        password: Option<String>,
+        settings: Vec<(String, String)>,
+        start_timeout: Duration,
+    ) -> Result<Self, TestServerError> {
+        let base = dirs::run_dir(identity)?;
+        let root = dirs::unique_dir(base, "srv-").map_err(|e| {
+            TestServerError::io(
+                Phase::PrepareDirectory,
+                format!("could not create a directory in {}", base.display()),
+                e,
+            )
+        })?;
+        let socket_dir =
+            (root.as_os_str().len() + "/.s.PGSQL.65535".len() <= MAX_SOCKET_PATH).then(|| root.clone());
+        Ok(Self {
+            bins,
+            identity,
+            template,
+            log_path: root.join("server.log"),
+            data_dir: root.join("data"),
+            socket_dir,
+            root,
+            port: 0,
+            user,
+            password,
+            settings,
+            start_timeout,
+            upstream_port: 0,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Hands the directory over, starts the watchdog and opens the log.
     fn prepare(&mut self) -> Result<(), TestServerError> {
         if let Some((uid, gid)) = self.identity.owner() {
             std::os::unix::fs::chown(&self.root, Some(uid), Some(gid)).map_err(|e| {
@@ -486,13 +505,6 @@ impl TestServer {
             TestServerError::io(Phase::PrepareDirectory, "could not start the watchdog (/bin/sh)", e)
         })?;
         state.process.watchdog = Some(watchdog);
-        dirs::copy_tree(&self.template, &self.data_dir, self.identity.owner()).map_err(|e| {
-            TestServerError::io(
-                Phase::CopyTemplate,
-                format!("could not copy {} to {}", self.template.display(), self.data_dir.display()),
-                e,
-            )
-        })?;
         let log = OpenOptions::new().create(true).append(true).open(&self.log_path).map_err(|e| {
             TestServerError::io(
                 Phase::PrepareDirectory,
@@ -502,6 +514,33 @@ impl TestServer {
         })?;
         state.log = Some(log);
         Ok(())
+    }
+
+    /// Fills the data directory with a copy of the template.
+    fn copy_template(&self) -> Result<(), TestServerError> {
+        dirs::copy_tree(&self.template, &self.data_dir, self.identity.owner()).map_err(|e| {
+            TestServerError::io(
+                Phase::CopyTemplate,
+                format!("could not copy {} to {}", self.template.display(), self.data_dir.display()),
+                e,
+            )
+        })
+    }
+
+    /// The first launch: on a newly reserved port, and on another one if a
+    /// different process takes it first.
+    fn launch_on_free_port(&mut self) -> Result<(), TestServerError> {
+        ports::launch_on_free_port(PORT_ATTEMPTS, Phase::Start, |port| {
+            self.port = port;
+            let launched = {
+                let mut state = self.lock();
+                server_launch(&self.launch_parts(), &mut state)
+            };
+            if launched.as_ref().is_err_and(|failure| failure.port_taken) {
+                self.port = 0;
+            }
+            launched
+        })
     }
 
     fn shut_down(&self, signal: &'static str, grace: Duration) -> Result<(), TestServerError> {
@@ -599,6 +638,7 @@ impl Drop for TestServer {
         state.log = None;
         state.process.tear_down(|child| process::shut_down(child, "INT", DROP_GRACE), &self.root);
         ports::release(self.port);
+        ports::release(self.upstream_port);
     }
 }
 
