@@ -13,7 +13,9 @@
 //! Rounds come every `host_recheck_interval`, sooner when a host's back-off
 //! ends, and at once (at most every [`DOUBT_SPACING`]) when a statement
 //! found a reason to doubt a role: a write refused as read-only (25006), a
-//! lost connection, or a checkout whose host failed to connect.
+//! lost connection, a checkout whose host failed to connect, or a checkout
+//! waiting for a role no host has (a failover: while it waits, the roles are
+//! checked every [`DOUBT_SPACING`], so a promotion is seen within about that).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};

@@ -64,7 +64,10 @@ impl Hosts {
                 return Err(self.none_serves(target, started));
             }
             // None has the role, or all failed to connect: the next round of
-            // checks, or (for a failure a check does not confirm) a retry soon.
+            // checks (asked for now, so a promotion is seen within a round's
+            // spacing, not a whole interval), or (for a failure a check does
+            // not confirm) a retry soon.
+            self.doubt.notify_one();
             let retry =
                 if all_failed { deadline.min(Instant::now() + RETRY_AFTER_FAILURE) } else { deadline };
             tokio::select! {
