@@ -235,3 +235,43 @@ fn a_bad_database_url_exits_at_once_with_a_message_and_no_password() {
         assert!(!stderr.contains("listening on"), "{url:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_come_from_the_replica_when_the_url_lists_one() {
+    let primary = TestServer::start().expect("start a throwaway primary");
+    let replica = primary.start_replica().expect("a streaming replica");
+    let url = format!(
+        "postgres://{}@{}:{},{}:{}/postgres?connection_limit=4&pool_timeout=5",
+        primary.user(),
+        primary.host(),
+        primary.port(),
+        replica.host(),
+        replica.port()
+    );
+    let (_service, addr) = start_service(&url);
+
+    let health = http_get(addr, "/health").await;
+    assert_eq!(health.status, 200, "{health:?}");
+    assert_eq!(health.json()["pool"]["max"], 4, "{health:?}");
+    let time = http_get(addr, "/api/time").await;
+    assert_eq!(time.status, 200, "{time:?}");
+    assert_eq!(time.json()["standby"], true, "/api/time was not served by the replica: {time:?}");
+
+    let metrics = http_get(addr, "/metrics").await;
+    let replica_pool =
+        format!("pool_connections_max{{pool=\"service@{}:{}\"}} 2", replica.host(), replica.port());
+    assert!(metrics.body.contains(&replica_pool), "no per-host gauge {replica_pool}:\n{}", metrics.body);
+
+    replica.stop().expect("stop the replica");
+    // Reads fall back to the primary once a check has seen the replica go.
+    let mut served_by_primary = false;
+    for _ in 0..100 {
+        let time = http_get(addr, "/api/time").await;
+        if time.status == 200 && time.json()["standby"] == false {
+            served_by_primary = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served_by_primary, "reads never fell back to the primary");
+}
