@@ -8,6 +8,8 @@
 //! each alike:
 //!
 //! - `primary_only`: a pool over the primary alone (`connection_limit=10`), `get()`;
+//! - `replica_alone`: a pool over the replica alone, `get()` (no routing:
+//!   what the standby itself serves);
 //! - `replica_only`: a pool over both (`connection_limit=20`, 10 each),
 //!   `get_for(Standby)`: every read on the replica;
 //! - `prefer_replica`: the same pool, `read()`: the replica first, the
@@ -45,16 +47,18 @@ struct Args {
 #[derive(Clone, Copy)]
 enum Setup {
     PrimaryOnly,
+    ReplicaAlone,
     ReplicaOnly,
     PreferReplica,
 }
 
 impl Setup {
-    const ALL: [Self; 3] = [Self::PrimaryOnly, Self::ReplicaOnly, Self::PreferReplica];
+    const ALL: [Self; 4] = [Self::PrimaryOnly, Self::ReplicaAlone, Self::ReplicaOnly, Self::PreferReplica];
 
     fn name(self) -> &'static str {
         match self {
             Self::PrimaryOnly => "primary_only",
+            Self::ReplicaAlone => "replica_alone",
             Self::ReplicaOnly => "replica_only",
             Self::PreferReplica => "prefer_replica",
         }
@@ -78,6 +82,7 @@ async fn run(
     replica: &TestServer,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let alone = PgPool::from_url(&format!("{}?connection_limit=10", primary.url()))?;
+    let replica_alone = PgPool::from_url(&format!("{}?connection_limit=10", replica.url()))?;
     let both = PgPool::from_url(&format!(
         "postgres://{}@{}:{},{}:{}/postgres?connection_limit=20",
         primary.user(),
@@ -99,7 +104,11 @@ async fn run(
     let mut results: Vec<(Setup, Vec<f64>)> = Setup::ALL.iter().map(|s| (*s, Vec::new())).collect();
     for _ in 0..args.rounds {
         for (setup, runs) in &mut results {
-            let pool = if matches!(setup, Setup::PrimaryOnly) { &alone } else { &both };
+            let pool = match setup {
+                Setup::PrimaryOnly => &alone,
+                Setup::ReplicaAlone => &replica_alone,
+                Setup::ReplicaOnly | Setup::PreferReplica => &both,
+            };
             runs.push(cell(pool, *setup, args).await?);
         }
     }
@@ -125,6 +134,7 @@ async fn run(
         println!("| {} | {} | {m:.0} | {:.2} |", setup.name(), listed.join(", "), m / base);
     }
     alone.close_and_wait(Duration::from_secs(5)).await?;
+    replica_alone.close_and_wait(Duration::from_secs(5)).await?;
     both.close_and_wait(Duration::from_secs(5)).await?;
     Ok(())
 }
@@ -140,7 +150,7 @@ async fn cell(pool: &PgPool, setup: Setup, args: &Args) -> Result<f64, Box<dyn s
             let mut key = (task as i32 * 7919) % ROWS + 1;
             while !stop.load(Ordering::Relaxed) {
                 let client = match setup {
-                    Setup::PrimaryOnly => pool.get().await,
+                    Setup::PrimaryOnly | Setup::ReplicaAlone => pool.get().await,
                     Setup::ReplicaOnly => pool.get_for(TargetSessionAttrs::Standby).await,
                     Setup::PreferReplica => pool.read().await,
                 }

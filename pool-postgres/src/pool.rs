@@ -134,9 +134,12 @@ impl PgPool {
         async move {
             match &self.inner {
                 Inner::One { pool, .. } => pool.get_at(location).await.map(Client::new),
-                // Boxed: the routing future is large, and would sit in the
-                // future of every checkout of a one-host pool too.
+                // The waits of routing are boxed: large, and they would sit
+                // in the future of every checkout of a one-host pool too.
                 Inner::Hosts(hosts) => {
+                    if let Some(got) = hosts.at_once(hosts.target, location).await {
+                        return got;
+                    }
                     let routed = Box::pin(hosts.get(hosts.target, location));
                     routed.await
                 }
@@ -184,6 +187,9 @@ impl PgPool {
         async move {
             match &self.inner {
                 Inner::Hosts(hosts) => {
+                    if let Some(got) = hosts.at_once(target, location).await {
+                        return got;
+                    }
                     let routed = Box::pin(hosts.get(target, location));
                     routed.await
                 }
@@ -238,8 +244,8 @@ impl PgPool {
         async move {
             match &self.inner {
                 Inner::One { pool, .. } => pool.try_get_at(location).await.map(Client::new),
-                // Boxed: the routing future is large, and would sit in the
-                // future of every checkout of a one-host pool too.
+                // The waits of routing are boxed: large, and they would sit
+                // in the future of every checkout of a one-host pool too.
                 Inner::Hosts(hosts) => {
                     let routed = Box::pin(hosts.try_get(hosts.target, location));
                     routed.await

@@ -17,6 +17,31 @@ use crate::target::{Role, TargetSessionAttrs};
 const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(250);
 
 impl Hosts {
+    /// The fast path of a checkout, with no timer and no wait: a connection
+    /// from the first candidate that has one idle or a slot free; `None`
+    /// when all are busy or none can serve (then [`Hosts::get`] waits).
+    /// Small, so that it sits inline in `PgPool::get`'s future, which
+    /// boxes only the slow path.
+    pub(crate) async fn at_once(
+        self: &Arc<Self>,
+        target: TargetSessionAttrs,
+        location: &'static Location<'static>,
+    ) -> Option<Result<Client, PoolError>> {
+        self.start_rechecks();
+        if self.is_closed() {
+            return Some(Err(pool_core::Error::Closed));
+        }
+        for member in &self.candidates(target) {
+            match member.pool.try_get_at(location).await {
+                Ok(conn) => return Some(Ok(Client::new(conn))),
+                Err(pool_core::Error::Exhausted { .. }) => {}
+                Err(pool_core::Error::Closed) => return Some(Err(pool_core::Error::Closed)),
+                Err(_) => self.doubt.notify_one(),
+            }
+        }
+        None
+    }
+
     /// A connection from a host that serves `target`, within
     /// `acquire_timeout`; see the module docs for the order.
     pub(crate) async fn get(
@@ -36,8 +61,11 @@ impl Hosts {
             let mut changed = std::pin::pin!(self.changed.notified());
             changed.as_mut().enable();
             let candidates = self.candidates(target);
-            let mut busy = None;
-            for member in &candidates {
+            // With one candidate, its own queue does what trying it first
+            // would (an idle connection or a free slot is taken at once).
+            let only = if let [only] = candidates.as_slice() { Some(only) } else { None };
+            let mut busy = only;
+            for member in candidates.iter().filter(|_| only.is_none()) {
                 match member.pool.try_get_at(location).await {
                     Ok(conn) => return Ok(Client::new(conn)),
                     Err(pool_core::Error::Exhausted { .. }) => busy = busy.or(Some(member)),
