@@ -50,6 +50,13 @@ async fn a_url_host_list_makes_one_pool_per_host_under_one_budget() {
     roles_are_learned(&pool, &a, &b).await;
     let shares: Vec<usize> = pool.hosts().iter().map(|h| h.status.max_size).collect();
     assert_eq!(shares, [3, 2]);
+    // try_get takes what is free and, with all five in use, refuses at once.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(pool.try_get().await.expect("a free slot on one of the hosts"));
+    }
+    let refused = pool.try_get().await.expect_err("all five in use");
+    assert!(matches!(refused, pool_postgres::PoolError::Exhausted { .. }), "{refused}");
 }
 
 #[tokio::test]

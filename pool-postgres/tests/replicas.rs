@@ -174,13 +174,10 @@ async fn a_promoted_replica_takes_the_writes_and_none_is_lost() {
     let mut ledger =
         Ledger { acknowledged: BTreeSet::new(), never_ran: BTreeSet::new(), unknown: BTreeSet::new() };
     let mut next = 1_i64;
-    let mut write = async |ledger: &mut Ledger, id: i64| -> bool {
-        let client = match pool.get().await {
-            Ok(client) => client,
-            Err(_) => {
-                ledger.never_ran.insert(id);
-                return false;
-            }
+    let write = async |ledger: &mut Ledger, id: i64| -> bool {
+        let Ok(client) = pool.get().await else {
+            ledger.never_ran.insert(id);
+            return false;
         };
         match client.execute("INSERT INTO writes VALUES ($1)", &[&id]).await {
             Ok(_) => {

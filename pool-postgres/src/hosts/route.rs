@@ -106,26 +106,22 @@ impl Hosts {
     }
 
     /// A connection from a host that serves `target` and has one idle or a
-    /// slot free; never waits.
+    /// slot free; never waits. `Exhausted` when every such host is busy (or
+    /// failed to connect), `NoneEligible` when none serves `target`.
     pub(crate) async fn try_get(
         self: &Arc<Self>,
         target: TargetSessionAttrs,
         location: &'static Location<'static>,
     ) -> Result<Client, PoolError> {
-        self.start_rechecks();
         let started = Instant::now();
-        if self.is_closed() {
-            return Err(pool_core::Error::Closed);
+        if let Some(got) = self.at_once(target, location).await {
+            return got;
         }
-        let candidates = self.candidates(target);
-        let mut last = None;
-        for member in &candidates {
-            match member.pool.try_get_at(location).await {
-                Ok(conn) => return Ok(Client::new(conn)),
-                Err(error) => last = Some(error),
-            }
+        if self.candidates(target).is_empty() {
+            Err(self.none_serves(target, started))
+        } else {
+            Err(pool_core::Error::Exhausted { max_size: self.status().max_size, resource: "connection" })
         }
-        Err(last.unwrap_or_else(|| self.none_serves(target, started)))
     }
 
     /// The hosts that may serve `target`, in the order they are tried:
