@@ -244,3 +244,69 @@ async fn a_promoted_replica_takes_the_writes_and_none_is_lost() {
         );
     }
 }
+
+/// Checks counted per host pool and role, from a debugging recorder.
+fn checks(snapshotter: &metrics_util::debugging::Snapshotter) -> (Vec<(String, String)>, Vec<String>) {
+    let mut counted = Vec::new();
+    let mut lags = Vec::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let label = |name: &str| {
+            key.key().labels().find(|l| l.key() == name).map(|l| l.value().to_owned()).unwrap_or_default()
+        };
+        match value {
+            metrics_util::debugging::DebugValue::Counter(n)
+                if key.key().name() == pool_postgres::HOST_CHECK_METRIC && n > 0 =>
+            {
+                counted.push((label("pool"), label("role")));
+            }
+            metrics_util::debugging::DebugValue::Gauge(_)
+                if key.key().name() == pool_postgres::REPLICA_LAG_METRIC =>
+            {
+                lags.push(label("pool"));
+            }
+            _ => {}
+        }
+    }
+    (counted, lags)
+}
+
+#[tokio::test]
+async fn two_replicas_share_the_reads_and_every_check_is_counted_per_host() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let primary = common::server();
+    let first = primary.start_replica().expect("a first replica");
+    let second = primary.start_replica().expect("a second replica");
+    let url = format!(
+        "postgres://{}@{},{},{}/postgres?connection_limit=6",
+        primary.user(),
+        entry(&primary),
+        entry(&first),
+        entry(&second)
+    );
+    let pool = PgPool::from_url(&url).expect("a pool over three servers");
+
+    // Least-loaded: with a connection held on one replica, the next read
+    // goes to the other.
+    let one = pool.read().await.expect("a read");
+    let other = pool.read().await.expect("another read");
+    let port = async |client: &pool_postgres::Client| -> i32 {
+        client.query_one("SELECT inet_server_port()", &[]).await.expect("port").get(0)
+    };
+    let (a, b) = (port(&one).await, port(&other).await);
+    let replicas = [i32::from(first.port()), i32::from(second.port())];
+    assert!(
+        replicas.contains(&a) && replicas.contains(&b) && a != b,
+        "reads on {a} and {b}, replicas {replicas:?}"
+    );
+    assert!(in_recovery(&one).await.unwrap() && in_recovery(&other).await.unwrap());
+
+    let (counted, lags) = checks(&snapshotter);
+    let name = |server: &TestServer| format!("postgres@{}", entry(server));
+    assert!(counted.contains(&(name(&primary), "primary".to_owned())), "{counted:?}");
+    assert!(counted.contains(&(name(&first), "standby".to_owned())), "{counted:?}");
+    assert!(counted.contains(&(name(&second), "standby".to_owned())), "{counted:?}");
+    assert!(lags.contains(&name(&first)) && lags.contains(&name(&second)), "{lags:?}");
+    assert!(!lags.contains(&name(&primary)), "a primary has no replay lag: {lags:?}");
+}
