@@ -140,8 +140,20 @@ impl PgPoolBuilder {
             let target = target.unwrap_or(TargetSessionAttrs::ReadWrite);
             return crate::hosts::build(config, &s, target, &observers, &tls);
         }
+        let limits = lane_limits(&s);
         let (inner, registration) = build_one(config, s, &observers, &tls, None)?;
-        Ok(PgPool::one(inner, registration))
+        let lanes = crate::pipelined::Lanes::new(inner.clone(), limits);
+        Ok(PgPool::one(inner, lanes, registration))
+    }
+}
+
+/// Shared mode's limits for one pool-core pool of these settings.
+pub(crate) fn lane_limits(s: &Effective) -> crate::pipelined::LaneLimits {
+    crate::pipelined::LaneLimits {
+        lanes: s.shared_connections.min(s.max_size),
+        per_lane: s.shared_in_flight,
+        acquire_timeout: s.acquire_timeout,
+        rotate_after: s.leak_detection_threshold.map(|threshold| threshold / 2),
     }
 }
 

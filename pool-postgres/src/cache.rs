@@ -8,18 +8,27 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
+use tokio::sync::OnceCell;
 use tokio_postgres::Statement;
 
 use crate::hygiene;
 
+/// A cached statement, or one being prepared: callers who want the same
+/// text meanwhile wait for the one `PREPARE` in flight instead of sending
+/// their own. If the preparer is cancelled (or fails), the next waiter
+/// prepares in its place, so nobody is stranded.
+type Slot = Arc<OnceCell<(Statement, bool)>>;
+
 pub(crate) struct StatementCache {
     capacity: usize,
     tick: u64,
-    /// SQL text to (statement, last use, whether the text may leave the
-    /// session dirty: decided once, when the statement is prepared).
-    entries: HashMap<Box<str>, (Statement, u64, bool)>,
+    /// SQL text to (statement slot, last use). The slot holds the statement
+    /// and whether the text may leave the session dirty (decided once,
+    /// when the statement is prepared).
+    entries: HashMap<Box<str>, (Slot, u64)>,
     hits: u64,
     misses: u64,
 }
@@ -33,32 +42,41 @@ impl StatementCache {
         self.capacity > 0
     }
 
-    fn get(&mut self, sql: &str) -> Option<(Statement, bool)> {
-        self.tick += 1;
-        let tick = self.tick;
-        if let Some((statement, used, dirties)) = self.entries.get_mut(sql) {
-            *used = tick;
-            self.hits += 1;
-            Some((statement.clone(), *dirties))
+    /// The slot for `sql`; `None` (counted as a miss) with the cache off.
+    fn enabled_slot(&mut self, sql: &str) -> Option<Slot> {
+        if self.enabled() {
+            Some(self.slot(sql))
         } else {
             self.misses += 1;
             None
         }
     }
 
-    fn insert(&mut self, sql: &str, statement: Statement, dirties: bool) {
-        if self.capacity == 0 {
-            return;
+    /// The slot for `sql`, made (and room made for it) if there is none.
+    fn slot(&mut self, sql: &str) -> Slot {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some((slot, used)) = self.entries.get_mut(sql) {
+            *used = tick;
+            return Arc::clone(slot);
         }
         if self.entries.len() >= self.capacity
-            && !self.entries.contains_key(sql)
             && let Some(oldest) =
-                self.entries.iter().min_by_key(|(_, (_, used, _))| *used).map(|(k, _)| k.clone())
+                self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone())
         {
             self.entries.remove(&oldest);
         }
-        self.tick += 1;
-        self.entries.insert(sql.into(), (statement, self.tick, dirties));
+        let slot = Slot::default();
+        self.entries.insert(sql.into(), (Arc::clone(&slot), tick));
+        slot
+    }
+
+    /// Forgets `sql` if its slot is still `slot` (a failed prepare leaves
+    /// nothing behind; a slot made since is kept).
+    fn forget(&mut self, sql: &str, slot: &Slot) {
+        if self.entries.get(sql).is_some_and(|(kept, _)| Arc::ptr_eq(kept, slot)) {
+            self.entries.remove(sql);
+        }
     }
 
     pub(crate) fn remove(&mut self, sql: &str) {
@@ -80,19 +98,37 @@ fn lock(cache: &Mutex<StatementCache>) -> std::sync::MutexGuard<'_, StatementCac
 
 /// The statement cached for `sql`, or the one `prepare` makes (then cached),
 /// with whether `sql` may leave the session dirty (see [`hygiene`]). The
-/// lock is not held while preparing.
+/// lock is not held while preparing; callers racing for the same text share
+/// one prepare (see [`Slot`]), and `prepare` is not polled at all when
+/// another caller's prepare delivered the statement first. Pinned by the
+/// caller, so this future holds a reference to it, not a copy.
 pub(crate) async fn prepare_cached<E>(
     cache: &Mutex<StatementCache>,
     sql: &str,
-    prepare: impl Future<Output = Result<Statement, E>>,
+    prepare: Pin<&mut impl Future<Output = Result<Statement, E>>>,
 ) -> Result<(Statement, bool), E> {
-    if let Some(hit) = lock(cache).get(sql) {
-        return Ok(hit);
+    let Some(slot) = lock(cache).enabled_slot(sql) else {
+        return prepare.await.map(|statement| (statement, hygiene::may_dirty(sql)));
+    };
+    if let Some(ready) = slot.get() {
+        lock(cache).hits += 1;
+        return Ok(ready.clone());
     }
-    let statement = prepare.await?;
-    let dirties = hygiene::may_dirty(sql);
-    lock(cache).insert(sql, statement.clone(), dirties);
-    Ok((statement, dirties))
+    let mut prepared_here = false;
+    let out = slot
+        .get_or_try_init(|| {
+            prepared_here = true;
+            async move { prepare.await.map(|statement| (statement, hygiene::may_dirty(sql))) }
+        })
+        .await
+        .cloned();
+    let mut cache = lock(cache);
+    match (&out, prepared_here) {
+        (Err(_), _) => cache.forget(sql, &slot),
+        (Ok(_), true) => cache.misses += 1,
+        (Ok(_), false) => cache.hits += 1,
+    }
+    out
 }
 
 /// How one connection's statement cache has done; see
@@ -104,8 +140,9 @@ pub struct CacheStats {
     pub len: usize,
     /// The most it holds (0: the cache is off).
     pub capacity: usize,
-    /// Lookups that found a prepared statement.
+    /// Lookups that found a prepared statement (or waited for another
+    /// caller's prepare of the same text).
     pub hits: u64,
-    /// Lookups that had to prepare.
+    /// Lookups that prepared.
     pub misses: u64,
 }

@@ -21,6 +21,10 @@ pub struct Error {
     /// The connection was closed before the statement was handed to it, so
     /// nothing of it reached the server.
     not_sent: bool,
+    /// It ran on a shared connection, where a timeout sends no cancel.
+    shared: bool,
+    /// Getting a connection failed ([`ErrorKind::Acquire`]).
+    pool: Option<Box<crate::pool::PoolError>>,
 }
 
 /// What kind of failure an [`Error`] is.
@@ -80,11 +84,42 @@ pub enum ErrorKind {
         /// The parameter's position (`$1` is 1).
         position: usize,
     },
+    /// In shared mode ([`PgPool::shared`](crate::PgPool::shared)), this
+    /// would leave state on a connection other callers' statements share (a
+    /// transaction block, a session setting, `LISTEN`, a cursor, a lock, a
+    /// statement prepared on some other connection), so it was not sent.
+    NeedsExclusive {
+        /// What was asked for (`BEGIN`, `SET`, `a prepared Statement`, ...).
+        operation: &'static str,
+    },
+    /// No connection to run the statement on: getting one failed (a
+    /// timeout, the pool closed, the server refusing); the pool's error is
+    /// the [`source`](std::error::Error::source). Nothing was sent.
+    Acquire,
 }
 
 impl Error {
     fn of(kind: ErrorKind) -> Self {
-        Self { kind, postgres: None, hint: None, not_sent: false }
+        Self { kind, postgres: None, hint: None, not_sent: false, shared: false, pool: None }
+    }
+
+    pub(crate) fn needs_exclusive(operation: &'static str) -> Self {
+        Self::of(ErrorKind::NeedsExclusive { operation })
+    }
+
+    pub(crate) fn acquire(error: crate::pool::PoolError) -> Self {
+        Self { pool: Some(Box::new(error)), ..Self::of(ErrorKind::Acquire) }
+    }
+
+    /// The pool's error, for [`ErrorKind::Acquire`].
+    pub fn as_pool_error(&self) -> Option<&crate::pool::PoolError> {
+        self.pool.as_deref()
+    }
+
+    /// It ran on a shared connection (a timeout there sends no cancel).
+    pub(crate) fn on_shared(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     pub(crate) fn timeout(limit: Duration, cancelled: bool) -> Self {
@@ -184,7 +219,7 @@ impl Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        Self { kind: ErrorKind::Postgres, postgres: Some(error), hint: None, not_sent: false }
+        Self { postgres: Some(error), ..Self::of(ErrorKind::Postgres) }
     }
 }
 
@@ -209,6 +244,13 @@ impl Error {
                 f,
                 "the statement did not finish within socket_timeout ({limit:?}) and was cancelled on the \
                  server (raise socket_timeout if such statements are expected)"
+            ),
+            ErrorKind::Timeout { limit, cancelled: false } if self.shared => write!(
+                f,
+                "the statement did not finish within socket_timeout ({limit:?}) on a shared connection: no \
+                 cancel is sent there (it could stop another caller's statement), so it may still run or \
+                 have finished; the connection takes no new statements and is closed once the others on it \
+                 are answered"
             ),
             ErrorKind::Timeout { limit, cancelled: false } => write!(
                 f,
@@ -241,6 +283,17 @@ impl Error {
                  unnamed, in one round trip); behind PgBouncer 1.21+ with max_prepared_statements > 0, set \
                  pooler=transaction-prepared"
             ),
+            ErrorKind::NeedsExclusive { operation } => write!(
+                f,
+                "{operation} was not sent: in shared mode statements from many callers share a connection, \
+                 and this would leave state on it that the others would run in (or need a connection of its \
+                 own); take a connection of your own with PgPool::get() for transactions, session settings, \
+                 LISTEN, COPY, cursors and prepared statements"
+            ),
+            ErrorKind::Acquire => match &self.pool {
+                Some(error) => write!(f, "no connection for the statement: {}", ErrorChain(&**error)),
+                None => f.write_str("no connection for the statement"),
+            },
             ErrorKind::UnknownParameterType { position } => write!(
                 f,
                 "parameter ${position}: its PostgreSQL type cannot be told from its Rust type, and behind a \
@@ -258,12 +311,17 @@ impl fmt::Debug for Error {
             .field("postgres", &self.postgres)
             .field("hint", &self.hint)
             .field("not_sent", &self.not_sent)
-            .finish()
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.postgres.as_ref().map(|e| e as _)
+        match (&self.postgres, &self.pool) {
+            (Some(postgres), _) => Some(postgres),
+            (None, Some(pool)) => Some(&**pool),
+            (None, None) => None,
+        }
     }
 }

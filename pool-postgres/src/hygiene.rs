@@ -11,11 +11,22 @@
 /// Keywords that, as the first word of a statement, may leave the session
 /// inside a transaction block or holding per-session state that a
 /// `ROLLBACK` clears.
-const MARKING: &[&str] = &["begin", "start", "savepoint", "declare", "lock", "prepare"];
+const MARKING: &[&str] = &["BEGIN", "START", "SAVEPOINT", "DECLARE", "LOCK", "PREPARE"];
 
 /// Whether `sql` (one or several statements) may leave the session dirty.
 pub(crate) fn may_dirty(sql: &str) -> bool {
-    statements(sql).any(|first_word| MARKING.iter().any(|k| first_word.eq_ignore_ascii_case(k)))
+    marking_word(sql).is_some()
+}
+
+/// The keyword that makes `sql` leave the session dirty, upper case, if any.
+pub(crate) fn marking_word(sql: &str) -> Option<&'static str> {
+    statements(sql)
+        .find_map(|first_word| MARKING.iter().copied().find(|k| first_word.eq_ignore_ascii_case(k)))
+}
+
+/// Whether some statement in `sql` starts with `word` (any case).
+pub(crate) fn has_statement(sql: &str, word: &str) -> bool {
+    statements(sql).any(|first_word| first_word.eq_ignore_ascii_case(word))
 }
 
 /// The first word of each `;`-separated statement, skipping comments. Splits

@@ -16,6 +16,7 @@ mod key_value;
 mod liveness;
 mod manager;
 mod param_types;
+mod pipelined;
 mod policy;
 mod pool;
 mod pooler;
@@ -31,6 +32,7 @@ mod session_state;
 mod settings;
 mod shared;
 mod side_channel;
+mod statements;
 mod target;
 #[cfg(feature = "tls")]
 mod tls;
@@ -47,6 +49,9 @@ pub use drain::CANCEL_METRIC;
 pub use error::{Error, ErrorKind};
 pub use hosts::{HOST_CHECK_METRIC, HostStatus, LoadBalance, REPLICA_LAG_METRIC};
 pub use manager::PgManager;
+pub use pipelined::{
+    SHARED_CONNECTIONS_METRIC, SHARED_IN_FLIGHT_METRIC, SHARED_WAITING_METRIC, Shared, SharedStatus,
+};
 pub use pool::{PgPool, PoolError};
 pub use pool_core::{self, ErrorChain, Status};
 pub use pooler::{Pooler, SessionStatePolicy};
@@ -56,7 +61,8 @@ pub use retry::{Retry, RetryError, Retryable};
 pub use row_stream::RowStream;
 pub use settings::{
     DEFAULT_HOST_RECHECK_INTERVAL, DEFAULT_LIVENESS_CHECK_AFTER, DEFAULT_RECYCLE_TIMEOUT,
-    DEFAULT_STATEMENT_CACHE_SIZE, DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig, PoolSettings,
+    DEFAULT_SHARED_CONNECTIONS, DEFAULT_SHARED_IN_FLIGHT, DEFAULT_STATEMENT_CACHE_SIZE,
+    DEFAULT_VERIFY_IDLE_AFTER, IntoSetting, PgConfig, PoolSettings,
 };
 pub use shared::shared_pool;
 pub use target::{Role, TargetSessionAttrs};

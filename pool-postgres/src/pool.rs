@@ -14,6 +14,7 @@ use crate::config_error::ConfigError;
 use crate::connection::PgConnection;
 use crate::hosts::{HostStatus, Hosts};
 use crate::manager::PgManager;
+use crate::pipelined::{Lanes, Shared};
 use crate::registry::Registration;
 use crate::settings::PgConfig;
 use crate::target::TargetSessionAttrs;
@@ -38,13 +39,22 @@ pub struct PgPool {
 
 #[derive(Clone)]
 enum Inner {
-    One { pool: Pool<PgManager>, _registration: Arc<Registration> },
+    One { pool: Pool<PgManager>, lanes: Arc<Lanes>, _registration: Arc<Registration> },
     Hosts(Arc<Hosts>),
 }
 
 impl PgPool {
-    pub(crate) fn one(pool: Pool<PgManager>, registration: Registration) -> Self {
-        Self { inner: Inner::One { pool, _registration: Arc::new(registration) } }
+    pub(crate) fn one(pool: Pool<PgManager>, lanes: Arc<Lanes>, registration: Registration) -> Self {
+        Self { inner: Inner::One { pool, lanes, _registration: Arc::new(registration) } }
+    }
+
+    /// Every set of shared connections under this pool: one, or one per host.
+    fn lanes(&self) -> impl Iterator<Item = &Lanes> {
+        let (one, hosts) = match &self.inner {
+            Inner::One { lanes, .. } => (Some(&**lanes), None),
+            Inner::Hosts(hosts) => (None, Some(hosts.members.iter().map(|member| &*member.lanes))),
+        };
+        one.into_iter().chain(hosts.into_iter().flatten())
     }
 
     pub(crate) fn routed(hosts: Arc<Hosts>) -> Self {
@@ -210,6 +220,35 @@ impl PgPool {
         }
     }
 
+    /// Shared mode: autocommit statements from any number of tasks
+    /// pipelined over a few of this pool's connections (at most
+    /// `shared_connections`, counted in `max_size` with the exclusive
+    /// checkouts). Over several hosts, on the pool's target, as
+    /// [`get`](Self::get). See [`Shared`] for what it refuses.
+    pub fn shared(&self) -> Shared {
+        match &self.inner {
+            Inner::One { lanes, .. } => Shared::one(Arc::clone(lanes)),
+            Inner::Hosts(hosts) => Shared::routed(Arc::clone(hosts), hosts.target),
+        }
+    }
+
+    /// Shared mode for reading: on a standby if one can serve, else on the
+    /// primary (`prefer-standby`, as [`read`](Self::read)). Over one host
+    /// without a target, the same as [`shared`](Self::shared).
+    pub fn shared_read(&self) -> Shared {
+        self.shared_for(TargetSessionAttrs::PreferStandby)
+    }
+
+    /// Shared mode on servers that serve `target`. Over one host without
+    /// `target_session_attrs`, the same as [`shared`](Self::shared) (its
+    /// role is not checked).
+    pub fn shared_for(&self, target: TargetSessionAttrs) -> Shared {
+        match &self.inner {
+            Inner::One { lanes, .. } => Shared::one(Arc::clone(lanes)),
+            Inner::Hosts(hosts) => Shared::routed(Arc::clone(hosts), target),
+        }
+    }
+
     /// What each host was seen as at its last check, in the URL's order
     /// (one entry, with no role, for a pool over one host without a target).
     pub fn hosts(&self) -> Vec<HostStatus> {
@@ -306,6 +345,9 @@ impl PgPool {
     /// back (after a failover or a credentials change); see
     /// [`pool_core::Pool::evict_all`].
     pub fn evict_all(&self) {
+        for lanes in self.lanes() {
+            lanes.retire_all("evicted");
+        }
         for pool in self.pools() {
             pool.evict_all();
         }
@@ -314,7 +356,10 @@ impl PgPool {
     /// Closes the pool; see [`pool_core::Pool::close`].
     pub fn close(&self) {
         match &self.inner {
-            Inner::One { pool, .. } => pool.close(),
+            Inner::One { pool, lanes, .. } => {
+                lanes.close();
+                pool.close();
+            }
             Inner::Hosts(hosts) => hosts.close(),
         }
     }

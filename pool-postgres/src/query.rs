@@ -109,12 +109,7 @@ macro_rules! query_methods {
             query: &(impl crate::Query + ?Sized),
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<Vec<tokio_postgres::Row>, crate::Error> {
-            let session = self.session();
-            if let Some(sql) = session.unnamed(query)? {
-                let typed = crate::param_types::typed(params)?;
-                return session.bounded(std::pin::pin!(session.client().query_typed(sql, &typed))).await;
-            }
-            session.run(query, |client, s| async move { client.query(&s, params).await }).await
+            self.session().query(query, params).await
         }
 
         /// Runs a query that returns exactly one row.
@@ -131,12 +126,7 @@ macro_rules! query_methods {
             query: &(impl crate::Query + ?Sized),
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<tokio_postgres::Row, crate::Error> {
-            let session = self.session();
-            if let Some(sql) = session.unnamed(query)? {
-                let typed = crate::param_types::typed(params)?;
-                return session.bounded(std::pin::pin!(session.client().query_typed_one(sql, &typed))).await;
-            }
-            session.run(query, |client, s| async move { client.query_one(&s, params).await }).await
+            self.session().query_one(query, params).await
         }
 
         /// Runs a query that returns at most one row.
@@ -153,12 +143,7 @@ macro_rules! query_methods {
             query: &(impl crate::Query + ?Sized),
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<Option<tokio_postgres::Row>, crate::Error> {
-            let session = self.session();
-            if let Some(sql) = session.unnamed(query)? {
-                let typed = crate::param_types::typed(params)?;
-                return session.bounded(std::pin::pin!(session.client().query_typed_opt(sql, &typed))).await;
-            }
-            session.run(query, |client, s| async move { client.query_opt(&s, params).await }).await
+            self.session().query_opt(query, params).await
         }
 
         /// Runs a statement and returns how many rows it changed.
@@ -175,12 +160,7 @@ macro_rules! query_methods {
             query: &(impl crate::Query + ?Sized),
             params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         ) -> Result<u64, crate::Error> {
-            let session = self.session();
-            if let Some(sql) = session.unnamed(query)? {
-                let typed = crate::param_types::typed(params)?;
-                return session.bounded(std::pin::pin!(session.client().execute_typed(sql, &typed))).await;
-            }
-            session.run(query, |client, s| async move { client.execute(&s, params).await }).await
+            self.session().execute(query, params).await
         }
 
         /// Runs a query and streams its rows; parameters as an iterator.
@@ -270,8 +250,7 @@ macro_rules! query_methods {
             sql: &str,
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<Vec<tokio_postgres::Row>, crate::Error> {
-            let session = self.session();
-            session.unprepared(sql, std::pin::pin!(session.client().query_typed(sql, params))).await
+            self.session().query_typed(sql, params).await
         }
 
         /// As [`query_typed`](Self::query_typed), for exactly one row.
@@ -288,8 +267,7 @@ macro_rules! query_methods {
             sql: &str,
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<tokio_postgres::Row, crate::Error> {
-            let session = self.session();
-            session.unprepared(sql, std::pin::pin!(session.client().query_typed_one(sql, params))).await
+            self.session().query_typed_one(sql, params).await
         }
 
         /// As [`query_typed`](Self::query_typed), for at most one row.
@@ -306,8 +284,7 @@ macro_rules! query_methods {
             sql: &str,
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<Option<tokio_postgres::Row>, crate::Error> {
-            let session = self.session();
-            session.unprepared(sql, std::pin::pin!(session.client().query_typed_opt(sql, params))).await
+            self.session().query_typed_opt(sql, params).await
         }
 
         /// As [`query_typed`](Self::query_typed), returning how many rows it changed.
@@ -324,8 +301,7 @@ macro_rules! query_methods {
             sql: &str,
             params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
         ) -> Result<u64, crate::Error> {
-            let session = self.session();
-            session.unprepared(sql, std::pin::pin!(session.client().execute_typed(sql, params))).await
+            self.session().execute_typed(sql, params).await
         }
 
         /// As [`query_typed`](Self::query_typed), streaming the rows; parameters as an iterator.

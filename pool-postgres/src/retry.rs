@@ -54,6 +54,7 @@ impl Retryable for Error {
     fn is_transient(&self) -> bool {
         match self.kind() {
             ErrorKind::Timeout { .. } | ErrorKind::Unanswered { .. } => true,
+            ErrorKind::Acquire => self.as_pool_error().is_some_and(Retryable::is_transient),
             ErrorKind::Postgres => match self.code() {
                 Some(code) => transient_code(code),
                 // No answer from the server: the connection or socket failed.

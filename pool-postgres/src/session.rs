@@ -32,7 +32,7 @@
 //!    block or holding a lock marks it dirty, and a dirty connection gets a
 //!    `ROLLBACK` when it comes back (see [`crate::hygiene`]).
 //!
-//! The two callers differ in one way, the [`Scope`]: in autocommit a stale
+//! The callers differ in one way, the [`Scope`]: in autocommit a stale
 //! or lost statement is prepared again and the statement retried once (the
 //! server ran nothing, so this is safe), and step 5 applies. Inside a
 //! transaction block the failure has aborted the block, so nothing is
@@ -75,6 +75,12 @@ pub(crate) enum Scope<'a> {
     /// Inside a [`Transaction`](crate::Transaction); the cell keeps the
     /// block's first failure.
     Transaction(&'a OnceLock<String>),
+    /// On a connection shared by many callers' statements at once (see
+    /// [`crate::pipelined`]): text that would leave state on it is refused,
+    /// a timeout retires the connection instead of cancelling (a cancel
+    /// stops whatever the server runs for it, maybe another caller's
+    /// statement), and abandoned requests are bounded by retiring it too.
+    Shared,
 }
 
 /// One connection seen from one caller, for one statement at a time.
@@ -99,6 +105,17 @@ impl<'a> Session<'a> {
 
     /// Step 1, for every piece of SQL text before it is sent.
     pub(crate) fn guard(&self, sql: &str) -> Result<(), Error> {
+        if matches!(self.scope, Scope::Shared) {
+            if let Some(found) = session_state::find(sql) {
+                return Err(Error::needs_exclusive(found.statement));
+            }
+            if let Some(word) = hygiene::marking_word(sql) {
+                return Err(Error::needs_exclusive(word));
+            }
+            if hygiene::has_statement(sql, "COPY") {
+                return Err(Error::needs_exclusive("COPY"));
+            }
+        }
         let policy = &self.conn.policy;
         if !policy.pooler.transaction_mode() {
             return Ok(());
@@ -144,6 +161,9 @@ impl<'a> Session<'a> {
             QueryRef::Prepared(_) if unnamed_only => {
                 Err(Error::needs_named_statement("a prepared Statement"))
             }
+            QueryRef::Prepared(_) if matches!(self.scope, Scope::Shared) => {
+                Err(Error::needs_exclusive("a prepared Statement"))
+            }
             _ => Ok(None),
         }
     }
@@ -166,7 +186,9 @@ impl<'a> Session<'a> {
         &self,
         round_trip: Pin<&mut impl Future<Output = Result<T, tokio_postgres::Error>>>,
     ) -> Result<T, Error> {
-        if self.conn.backlog.abandoned() >= BACKLOG_CAP {
+        // Shared connections bound their backlog by retiring instead
+        // (`crate::pipelined`): this wait would hold up every caller on it.
+        if self.conn.backlog.abandoned() >= BACKLOG_CAP && !matches!(self.scope, Scope::Shared) {
             // Boxed: rare, and it would sit beside `round_trip` in every
             // statement's future.
             Box::pin(self.round_trip(pin!(self.conn.client.simple_query("")))).await?;
@@ -189,6 +211,10 @@ impl<'a> Session<'a> {
             None => watched.await,
             Some(limit) => match tokio::time::timeout(limit, watched).await {
                 Ok(watched) => watched,
+                Err(_) if matches!(self.scope, Scope::Shared) => {
+                    self.conn.mark_broken();
+                    return Err(self.failed(Error::timeout(limit, false).on_shared()));
+                }
                 // Boxed: rare, and large (a cancel request connects).
                 Err(_) => match Box::pin(drain::cancel_in_place(self.conn, round_trip)).await {
                     Some(Err(error)) if error.code() == Some(&SqlState::QUERY_CANCELED) => {
@@ -296,7 +322,7 @@ impl<'a> Session<'a> {
         self.needs_named("prepare_cached")?;
         self.guard(sql)?;
         let prepare = pin!(self.client().prepare(sql));
-        let prepare = self.bounded(prepare);
+        let prepare = pin!(self.bounded(prepare));
         let (statement, dirties) = cache::prepare_cached(&self.conn.cache, sql, prepare).await?;
         if dirties && matches!(self.scope, Scope::Autocommit) {
             self.conn.mark_dirty();
@@ -328,7 +354,7 @@ impl<'a> Session<'a> {
         match (out, cached) {
             (Err(error), Some(sql)) if error.is_stale_plan() || error.is_lost_statement() => {
                 self.conn.cache().remove(sql);
-                matches!(self.scope, Scope::Autocommit)
+                matches!(self.scope, Scope::Autocommit | Scope::Shared)
             }
             _ => false,
         }

@@ -99,6 +99,8 @@ pub(crate) struct Member {
     /// `host:port`, as in logs and in [`HostStatus::host`].
     pub(crate) label: String,
     pub(crate) pool: Pool<PgManager>,
+    /// Its pool's shared connections ([`crate::pipelined`]).
+    pub(crate) lanes: Arc<crate::pipelined::Lanes>,
     pub(crate) seen: Mutex<Seen>,
     pub(crate) _registration: Registration,
 }
@@ -168,9 +170,21 @@ pub(crate) fn build(
         own.max_size = share;
         own.min_idle = (s.min_idle / count).min(share);
         own.name = format!("{name}@{label}");
-        let (pool, registration) =
-            build_one(split::one_host(&config, index), own, observers, tls, Some(Arc::clone(&doubt)))?;
-        members.push(Arc::new(Member { label, pool, seen: Mutex::default(), _registration: registration }));
+        let (pool, registration) = build_one(
+            split::one_host(&config, index),
+            own.clone(),
+            observers,
+            tls,
+            Some(Arc::clone(&doubt)),
+        )?;
+        let lanes = crate::pipelined::Lanes::new(pool.clone(), crate::builder::lane_limits(&own));
+        members.push(Arc::new(Member {
+            label,
+            pool,
+            lanes,
+            seen: Mutex::default(),
+            _registration: registration,
+        }));
     }
     Ok(PgPool::routed(Arc::new(Hosts {
         name,
@@ -248,6 +262,7 @@ impl Hosts {
             task.abort();
         }
         for member in &self.members {
+            member.lanes.close();
             member.pool.close();
         }
         self.changed.notify_waiters();

@@ -199,6 +199,7 @@ fn apply(hosts: &Hosts, member: &Member, found: Result<Option<Role>, String>) ->
     if (was_primary && !is_primary) || (after.1 && !before.1) {
         // Demoted, or gone: nothing may be written, or waited for, through
         // what is left.
+        member.lanes.retire_all("role changed");
         member.pool.evict_all();
     }
     // Lag changes what a standby serves (max_replica_lag), so every change

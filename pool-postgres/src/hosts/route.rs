@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{Hosts, Member};
 use crate::client::Client;
+use crate::pipelined::{Slot, Wait};
 use crate::pool::PoolError;
 use crate::target::{Role, TargetSessionAttrs};
 
@@ -124,10 +125,60 @@ impl Hosts {
         }
     }
 
+    /// Room for a shared-mode statement ([`crate::pipelined`]) on a host
+    /// that serves `target`: the first candidate with room now (or none
+    /// open yet, opening one), else a wait at the first, within
+    /// `acquire_timeout`; for no candidate, the next check.
+    pub(crate) async fn shared_slot(
+        self: &Arc<Self>,
+        target: TargetSessionAttrs,
+        location: &'static Location<'static>,
+    ) -> Result<Slot<'_>, PoolError> {
+        self.start_rechecks();
+        let started = Instant::now();
+        let deadline = started + self.acquire_timeout;
+        loop {
+            if self.is_closed() {
+                return Err(pool_core::Error::Closed);
+            }
+            let mut changed = std::pin::pin!(self.changed.notified());
+            changed.as_mut().enable();
+            let candidates = self.candidates(target);
+            // The members themselves, borrowed for as long as the pool.
+            let members: Vec<&Member> = candidates
+                .iter()
+                .filter_map(|c| self.members.iter().find(|m| Arc::ptr_eq(m, c)).map(|m| &**m))
+                .collect();
+            for member in &members {
+                match member.lanes.slot(Wait::No, location).await {
+                    Ok(Some(slot)) => return Ok(slot),
+                    Ok(None) => {}
+                    Err(pool_core::Error::Closed) => return Err(pool_core::Error::Closed),
+                    Err(_) => self.doubt.notify_one(),
+                }
+            }
+            if let Some(first) = members.first() {
+                loop {
+                    if let Some(slot) = first.lanes.slot(Wait::Yes, location).await? {
+                        return Ok(slot);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.none_serves(target, started));
+            }
+            self.doubt.notify_one();
+            tokio::select! {
+                () = &mut changed => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
     /// The hosts that may serve `target`, in the order they are tried:
     /// first choices (balanced), then fallbacks (the primary, for
     /// `prefer-standby`).
-    fn candidates(&self, target: TargetSessionAttrs) -> Vec<Arc<Member>> {
+    pub(crate) fn candidates(&self, target: TargetSessionAttrs) -> Vec<Arc<Member>> {
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let mut first = Vec::with_capacity(self.members.len());
         let mut fallback = Vec::new();
@@ -160,7 +211,7 @@ impl Hosts {
     }
 
     /// No host could serve `target` within `acquire_timeout`.
-    fn none_serves(&self, target: TargetSessionAttrs, started: Instant) -> PoolError {
+    pub(crate) fn none_serves(&self, target: TargetSessionAttrs, started: Instant) -> PoolError {
         pool_core::Error::NoneEligible {
             wanted: format!("a server for target_session_attrs={target}"),
             seen: self.describe(),

@@ -44,6 +44,13 @@ pub const DEFAULT_HOST_RECHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// session looked at from the side (the `liveness_check_after` setting).
 pub const DEFAULT_LIVENESS_CHECK_AFTER: Duration = Duration::from_secs(2);
 
+/// Default `shared_connections`: shared mode's connections, enough to
+/// keep both cores of a small machine busy with pipelines, few enough to
+/// leave most of a pool of 10 to exclusive checkouts.
+pub const DEFAULT_SHARED_CONNECTIONS: usize = 4;
+/// Default `shared_in_flight`: statements pipelined on one shared connection.
+pub const DEFAULT_SHARED_IN_FLIGHT: usize = 32;
+
 generate::pool_settings! {
     /// Most connections open at once, in use and idle.
     max_size: usize, AtLeastOne,
@@ -171,6 +178,17 @@ generate::pool_settings! {
     max_replica_lag: Option<Duration>, ZeroIsOff,
         default None => "off",
         names ["max_replica_lag"];
+    /// Most connections shared mode ([`PgPool::shared`](crate::PgPool::shared))
+    /// holds at once, out of `max_size` (at most `max_size`; over several
+    /// hosts, per host).
+    shared_connections: usize, AtLeastOne,
+        default DEFAULT_SHARED_CONNECTIONS => "4",
+        names ["shared_connections"];
+    /// Most statements pipelined on one shared connection at once; more
+    /// wait their turn.
+    shared_in_flight: usize, AtLeastOne,
+        default DEFAULT_SHARED_IN_FLIGHT => "32",
+        names ["shared_in_flight"];
 }
 
 /// What a builder setter takes for a setting of type `T`: the value itself,

@@ -70,6 +70,22 @@ fn cases() -> Vec<(&'static str, Case)> {
             },
         ),
         (
+            "shared_connections",
+            Case {
+                url: "shared_connections=2",
+                file: json!({"shared_connections": 2}),
+                builder: |b| b.shared_connections(2),
+            },
+        ),
+        (
+            "shared_in_flight",
+            Case {
+                url: "shared_in_flight=8",
+                file: json!({"shared_in_flight": 8}),
+                builder: |b| b.shared_in_flight(8),
+            },
+        ),
+        (
             "max_size",
             Case { url: "connection_limit=7", file: json!({"max_size": 7}), builder: |b| b.max_size(7) },
         ),
