@@ -54,7 +54,8 @@ struct Args {
     #[arg(long)]
     warmup: Option<f64>,
     /// Only these strategies (comma-separated): naive, naive_pool, deadpool,
-    /// deadpool_cached, bb8, pool, pool_prepared, pgbench, pgbench_c; and
+    /// deadpool_cached, bb8, pool, pool_prepared, pool_shared, shared_client,
+    /// pgbench, pgbench_c; and
     /// through PgBouncer pool_pgbouncer, deadpool_simple, pgbench_simple.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,

@@ -29,6 +29,8 @@ fn color(s: Strategy) -> RGBColor {
         Strategy::Bb8 => RGBColor(148, 103, 189),
         Strategy::Pool => RGBColor(44, 160, 44),
         Strategy::PoolPrepared => RGBColor(0, 90, 0),
+        Strategy::PoolShared => RGBColor(227, 119, 194),
+        Strategy::SharedClient => RGBColor(247, 182, 210),
         Strategy::Pgbench => RGBColor(90, 90, 90),
         Strategy::PgbenchC => RGBColor(170, 170, 170),
         Strategy::PoolPgbouncer => RGBColor(188, 189, 34),
@@ -38,7 +40,7 @@ fn color(s: Strategy) -> RGBColor {
 }
 
 fn width(s: Strategy) -> u32 {
-    if matches!(s, Strategy::Pool | Strategy::PoolPrepared) { 3 } else { 2 }
+    if matches!(s, Strategy::Pool | Strategy::PoolPrepared | Strategy::PoolShared) { 3 } else { 2 }
 }
 
 fn err(e: impl std::fmt::Display) -> String {

@@ -32,6 +32,15 @@ pub(crate) enum Strategy {
     /// pool-postgres with a statement prepared once per connection
     /// (`prepare_cached`, then `query_one(&stmt)`).
     PoolPrepared,
+    /// pool-postgres in shared mode (`pool.shared().query_one(sql, ..)`):
+    /// statements pipelined over at most `shared_connections` (4) of the
+    /// pool's connections; `short_tx` takes an exclusive `get()`, as shared
+    /// mode refuses transactions.
+    PoolShared,
+    /// The reference for shared mode: 4 tokio-postgres clients shared by
+    /// every task, round robin, each statement prepared once per client;
+    /// `short_tx` as one simple-protocol `BEGIN; ...; COMMIT` batch.
+    SharedClient,
     /// pgbench with persistent connections (`-M prepared`).
     Pgbench,
     /// pgbench with a new connection per transaction (`-C -M prepared`).
@@ -49,7 +58,7 @@ pub(crate) enum Strategy {
 
 impl Strategy {
     /// Every strategy, in table order.
-    pub(crate) const ALL: [Strategy; 9] = [
+    pub(crate) const ALL: [Strategy; 11] = [
         Strategy::Naive,
         Strategy::NaivePool,
         Strategy::Deadpool,
@@ -57,6 +66,8 @@ impl Strategy {
         Strategy::Bb8,
         Strategy::Pool,
         Strategy::PoolPrepared,
+        Strategy::PoolShared,
+        Strategy::SharedClient,
         Strategy::Pgbench,
         Strategy::PgbenchC,
     ];
@@ -71,6 +82,8 @@ impl Strategy {
             Self::Bb8 => "bb8",
             Self::Pool => "pool",
             Self::PoolPrepared => "pool_prepared",
+            Self::PoolShared => "pool_shared",
+            Self::SharedClient => "shared_client",
             Self::Pgbench => "pgbench",
             Self::PgbenchC => "pgbench_c",
             Self::PoolPgbouncer => "pool_pgbouncer",
@@ -109,6 +122,18 @@ pub(crate) enum Runner {
     DeadpoolSimple { pool: deadpool_postgres::Pool },
     Bb8 { pool: Bb8Pool },
     Pool { pool: pool_postgres::PgPool, prepared: bool },
+    PoolShared { pool: pool_postgres::PgPool, shared: pool_postgres::Shared },
+    SharedClient { clients: Vec<HandShared>, turn: std::sync::atomic::AtomicUsize },
+}
+
+/// How many clients [`Strategy::SharedClient`] shares: as many as shared
+/// mode's default `shared_connections`.
+const SHARED_CLIENTS: usize = pool_postgres::DEFAULT_SHARED_CONNECTIONS;
+
+/// One hand-shared client and its statements, prepared on first use.
+pub(crate) struct HandShared {
+    client: tokio_postgres::Client,
+    statements: [tokio::sync::OnceCell<tokio_postgres::Statement>; 3],
 }
 
 impl Runner {
@@ -150,6 +175,24 @@ impl Runner {
                     .build()
                     .map_err(|e| format!("pool-postgres: {e}"))?;
                 Self::Pool { pool, prepared: strategy == Strategy::PoolPrepared }
+            }
+            Strategy::PoolShared => {
+                let pool = pool_postgres::PgPool::builder(config.clone())
+                    .max_size(pool_size)
+                    .build()
+                    .map_err(|e| format!("pool-postgres: {e}"))?;
+                let shared = pool.shared();
+                Self::PoolShared { pool, shared }
+            }
+            Strategy::SharedClient => {
+                let mut clients = Vec::with_capacity(SHARED_CLIENTS);
+                for _ in 0..SHARED_CLIENTS {
+                    let (client, connection) =
+                        config.connect(NoTls).await.map_err(|e| format!("connect: {e}"))?;
+                    tokio::spawn(connection);
+                    clients.push(HandShared { client, statements: Default::default() });
+                }
+                Self::SharedClient { clients, turn: std::sync::atomic::AtomicUsize::new(0) }
             }
             Strategy::Pgbench | Strategy::PgbenchC | Strategy::PgbenchSimple => {
                 return Err(format!("{} runs as its own process", strategy.name()));
@@ -213,6 +256,39 @@ impl Runner {
                 } else {
                     pool_op(&mut client, workload.sql(), workload, key).await
                 }
+            }
+            Self::PoolShared { pool, shared } => match workload {
+                Workload::Select1 => check_row(
+                    workload,
+                    &shared.query_one(workload.sql(), &[]).await.map_err(|e| db(&e))?,
+                    key,
+                ),
+                Workload::PointRead => check_row(
+                    workload,
+                    &shared.query_one(workload.sql(), &[&key]).await.map_err(|e| db(&e))?,
+                    key,
+                ),
+                Workload::ShortTx => {
+                    let mut client = pool.get().await.map_err(|e| pool_error(&e))?;
+                    pool_op(&mut client, workload.sql(), workload, key).await
+                }
+            },
+            Self::SharedClient { clients, turn } => {
+                let at = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % clients.len();
+                let HandShared { client, statements } = &clients[at];
+                if workload == Workload::ShortTx {
+                    return simple_op(client, workload, key).await;
+                }
+                let index = Workload::ALL.iter().position(|w| *w == workload).unwrap_or(0);
+                let statement = statements[index]
+                    .get_or_try_init(|| client.prepare(workload.sql()))
+                    .await
+                    .map_err(|e| db(&e))?;
+                let row = match workload {
+                    Workload::Select1 => client.query_one(statement, &[]).await,
+                    _ => client.query_one(statement, &[&key]).await,
+                };
+                check_row(workload, &row.map_err(|e| db(&e))?, key)
             }
         }
     }
