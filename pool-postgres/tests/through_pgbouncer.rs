@@ -153,3 +153,35 @@ async fn session_state_is_refused_through_pgbouncer_and_never_reaches_another_cl
         assert!(!path.contains("elsewhere"), "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_mode_pipelines_unnamed_statements_through_pgbouncer_and_loses_no_write() {
+    let (server, bouncer) = server_and_bouncer();
+    let direct = common::pool(&server, "connection_limit=2");
+    direct.get().await.unwrap().batch_execute("CREATE TABLE shared_t (id int PRIMARY KEY)").await.unwrap();
+    let pool = PgPool::from_url(&through(&bouncer, "connection_limit=4&pgbouncer=true")).unwrap();
+    let shared = pool.shared();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..64_i32 {
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            for i in 0..40_i32 {
+                let id = task * 40 + i;
+                let row = shared.query_one("SELECT $1::int4 * 2", &[&id]).await.unwrap();
+                assert_eq!(row.get::<_, i32>(0), id * 2);
+                assert_eq!(shared.execute("INSERT INTO shared_t VALUES ($1)", &[&id]).await.unwrap(), 1);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let row = direct
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*), count(DISTINCT id) FROM shared_t", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (2560, 2560));
+}
