@@ -310,3 +310,35 @@ async fn two_replicas_share_the_reads_and_every_check_is_counted_per_host() {
     assert!(lags.contains(&name(&first)) && lags.contains(&name(&second)), "{lags:?}");
     assert!(!lags.contains(&name(&primary)), "a primary has no replay lag: {lags:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_reads_pipeline_on_the_replica_and_shared_writes_on_the_primary() {
+    let (primary, replica) = primary_and_replica();
+    let pool = pool_over(&primary, &replica, "connection_limit=4&shared_connections=1");
+    let (writes, reads) = (pool.shared(), pool.shared_read());
+    writes.execute("CREATE TABLE shared_writes (id bigint PRIMARY KEY)", &[]).await.expect("create");
+    for id in 0..100_i64 {
+        assert_eq!(writes.execute("INSERT INTO shared_writes VALUES ($1)", &[&id]).await.unwrap(), 1);
+    }
+    replica.wait_for_replay(&primary, REPLAY).expect("the replica replays the writes");
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..32_i64 {
+        let reads = reads.clone();
+        tasks.spawn(async move {
+            let row = reads
+                .query_one("SELECT pg_is_in_recovery(), count(*) FROM shared_writes WHERE id <= $1", &[&task])
+                .await
+                .unwrap();
+            assert!(row.get::<_, bool>(0), "a shared read landed on the primary");
+            assert_eq!(row.get::<_, i64>(1), task + 1);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let on_primary: bool = writes.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap().get(0);
+    assert!(!on_primary, "shared() follows get(): the primary");
+    // One lane per host, both inside the pool's budget.
+    assert_eq!(reads.status().connections, 2, "{:?}", reads.status());
+    assert_eq!(pool.status().in_use, 2, "{:?}", pool.status());
+}

@@ -128,7 +128,8 @@ impl Drop for Slot<'_> {
 pub(crate) enum Wait {
     /// Wait within `acquire_timeout` for room and for a lane to open.
     Yes,
-    /// Only room free now (opening a first lane if there is none).
+    /// Only room free now, or on the first lane (opened, or waited for
+    /// while another caller opens it): `None` when open lanes are full.
     No,
 }
 
@@ -195,7 +196,7 @@ impl Lanes {
                 Err(TryAcquireError::Closed) => return Err(pool_core::Error::Closed),
                 Err(TryAcquireError::NoPermits) => match self.no_room(wait, deadline, location).await? {
                     Some(permit) => permit,
-                    None if wait == Wait::No => return Ok(None),
+                    None if wait == Wait::No && self.full() => return Ok(None),
                     None => continue,
                 },
             };
@@ -203,6 +204,11 @@ impl Lanes {
                 return Ok(Some(slot));
             }
         }
+    }
+
+    /// Lanes are open and every one is full.
+    fn full(&self) -> bool {
+        !self.read().is_empty() && self.room.available_permits() == 0
     }
 
     /// Every lane is full, or none is open: opens one (at once if there is
@@ -220,7 +226,9 @@ impl Lanes {
             }
             self.open_in_background(location);
         }
-        if wait == Wait::No {
+        // Without waiting, give up only when lanes are open and full; while
+        // the first is being opened, wait for it like everyone else.
+        if wait == Wait::No && self.full() {
             return Ok(None);
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
