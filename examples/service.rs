@@ -20,7 +20,8 @@
 //!   and 503 `{"status":"draining"}` once shutdown has begun.
 //! - `GET /metrics`: Prometheus text from pool-metrics.
 //! - `GET /api/time`: the database server's time and whether a standby
-//!   served it, as JSON. Reads go through `PgPool::read`: with a primary and
+//!   served it, as JSON. Reads go through shared mode
+//!   (`PgPool::shared_read`: pipelined over a few connections): with a primary and
 //!   a replica in `DATABASE_URL`
 //!   (`postgres://app@primary:5432,replica:5432/app?connection_limit=10`),
 //!   the replica serves them and the primary takes over when it cannot.
@@ -95,6 +96,8 @@ const MAX_SLEEP_MS: u64 = 600_000;
 #[derive(Clone)]
 struct AppState {
     pool: PgPool,
+    /// Shared mode for the read endpoints (`PgPool::shared_read`).
+    shared_read: pool_postgres::Shared,
     metrics: Arc<PoolMetrics>,
     prometheus: PrometheusHandle,
 }
@@ -146,7 +149,7 @@ async fn serve() -> Result<(), String> {
     });
 
     let drain = Drain::new(grace);
-    let state = AppState { pool: pool.clone(), metrics, prometheus };
+    let state = AppState { pool: pool.clone(), shared_read: pool.shared_read(), metrics, prometheus };
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
@@ -321,16 +324,16 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 async fn time(State(state): State<AppState>) -> Response {
-    // A read: a standby serves it when the URL lists one.
-    let client = match state.pool.read().await {
-        Ok(client) => client,
-        Err(e) => return unavailable(&e),
-    };
-    match client.query_one("SELECT now()::text, pg_is_in_recovery()", &[]).await {
+    // A read, in shared mode: pipelined with every other request's reads
+    // on a few connections, on a standby when the URL lists one.
+    match state.shared_read.query_one("SELECT now()::text, pg_is_in_recovery()", &[]).await {
         Ok(row) => {
             Json(json!({ "now": row.get::<_, String>(0), "standby": row.get::<_, bool>(1) })).into_response()
         }
-        Err(e) => query_failed(&e),
+        Err(e) => match e.as_pool_error() {
+            Some(pool_error) => unavailable(pool_error),
+            None => query_failed(&e),
+        },
     }
 }
 

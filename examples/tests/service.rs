@@ -35,7 +35,8 @@ fn start_service_with(database_url: &str, env: &[(&str, &str)]) -> (Running, Soc
 async fn serves_every_route_and_shuts_down_gracefully_under_load() {
     let server = TestServer::start().expect("start a throwaway server");
     let app = "service_under_test";
-    let url = format!("{}?connection_limit=5&pool_timeout=5&application_name={app}", server.url());
+    // Six: /api/time keeps one as its shared connection, five for the sleeps.
+    let url = format!("{}?connection_limit=6&pool_timeout=5&application_name={app}", server.url());
     let (mut service, addr) = start_service(&url);
 
     let health = http_get(addr, "/health").await;
@@ -46,7 +47,7 @@ async fn serves_every_route_and_shuts_down_gracefully_under_load() {
     for field in ["total", "idle", "active", "waiting", "max", "utilisation_percent"] {
         assert!(body["pool"][field].is_number(), "no {field}: {body}");
     }
-    assert_eq!(body["pool"]["max"], 5, "{body}");
+    assert_eq!(body["pool"]["max"], 6, "{body}");
 
     let time = http_get(addr, "/api/time").await;
     assert_eq!(time.status, 200, "{time:?}");
@@ -67,12 +68,12 @@ async fn serves_every_route_and_shuts_down_gracefully_under_load() {
     for gauge in [
         "pool_connections{pool=\"service\"}",
         "pool_connections_idle{pool=\"service\"}",
-        "pool_connections_max{pool=\"service\"} 5",
+        "pool_connections_max{pool=\"service\"} 6",
     ] {
         assert!(metrics.body.contains(gauge), "no {gauge} in:\n{}", metrics.body);
     }
 
-    // Five requests hold all five connections for 500 ms; SIGTERM arrives meanwhile.
+    // Five requests hold the other five connections for 500 ms; SIGTERM arrives meanwhile.
     let monitor = common::monitor(&server.connection_string()).await;
     let in_flight: Vec<_> = (0..5).map(|_| tokio::spawn(http_get(addr, "/api/sleep?ms=500"))).collect();
     common::wait_for_connections(&monitor, app, Some("active"), 5, Duration::from_secs(5)).await;

@@ -22,7 +22,8 @@ pub(crate) const BACKLOG_CAP: u32 = 64;
 /// How often the janitor looks at the lanes and publishes the gauges.
 const TICK: Duration = Duration::from_secs(1);
 /// Ticks without a statement after which the last lane goes back to the
-/// pool (any other lane goes back after one such tick).
+/// pool (any other lane, or the last while exclusive checkouts wait for a
+/// connection, goes back after one such tick).
 const LAST_LANE_IDLE_TICKS: u32 = 30;
 
 /// The gauge of shared connections, labelled `pool`.
@@ -386,6 +387,9 @@ impl Lanes {
         let open: Vec<Arc<Lane>> = self.read().clone();
         let now = Instant::now();
         let mut left = open.len();
+        // Exclusive checkouts waiting: an idle lane gives its connection
+        // back after one tick, the last one too.
+        let starved = self.pool.status().waiting > 0;
         for lane in &open {
             let info = Pooled::info(&lane.conn);
             let rotate = self.limits.rotate_after.is_some_and(|after| info.age() >= after);
@@ -402,7 +406,7 @@ impl Lanes {
                 "spoiled"
             } else if expired || rotate {
                 "max_lifetime"
-            } else if idle_ticks >= if left == 1 { LAST_LANE_IDLE_TICKS } else { 1 } {
+            } else if idle_ticks >= if left == 1 && !starved { LAST_LANE_IDLE_TICKS } else { 1 } {
                 "idle"
             } else {
                 continue;

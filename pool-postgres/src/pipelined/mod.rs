@@ -31,7 +31,8 @@
 //!   closed or broken (an error that ended the session, a `socket_timeout`,
 //!   a dead path), once it carries more than [`lanes::BACKLOG_CAP`]
 //!   abandoned requests, when it reaches `max_lifetime`, and when it ran
-//!   nothing for a second (the last lane: for 30 s). Its connection goes
+//!   nothing for a second (the last lane: for 30 s, unless exclusive
+//!   checkouts are waiting for a connection). Its connection goes
 //!   back to the pool when the statements on it end, and is settled,
 //!   reused or closed there like any other.
 //!
