@@ -14,20 +14,21 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 use tokio_postgres::Statement;
 
-use crate::hygiene;
+use crate::error::Error;
+use crate::hygiene::Traits;
 
 /// A cached statement, or one being prepared: callers who want the same
 /// text meanwhile wait for the one `PREPARE` in flight instead of sending
 /// their own. If the preparer is cancelled (or fails), the next waiter
 /// prepares in its place, so nobody is stranded.
-type Slot = Arc<OnceCell<(Statement, bool)>>;
+type Slot = Arc<OnceCell<(Statement, Traits)>>;
 
 pub(crate) struct StatementCache {
     capacity: usize,
     tick: u64,
     /// SQL text to (statement slot, last use). The slot holds the statement
-    /// and whether the text may leave the session dirty (decided once,
-    /// when the statement is prepared).
+    /// and what the text does to a session (decided once, when the
+    /// statement is prepared).
     entries: HashMap<Box<str>, (Slot, u64)>,
     hits: u64,
     misses: u64,
@@ -97,28 +98,44 @@ fn lock(cache: &Mutex<StatementCache>) -> std::sync::MutexGuard<'_, StatementCac
 }
 
 /// The statement cached for `sql`, or the one `prepare` makes (then cached),
-/// with whether `sql` may leave the session dirty (see [`hygiene`]). The
-/// lock is not held while preparing; callers racing for the same text share
-/// one prepare (see [`Slot`]), and `prepare` is not polled at all when
-/// another caller's prepare delivered the statement first. Pinned by the
-/// caller, so this future holds a reference to it, not a copy.
-pub(crate) async fn prepare_cached<E>(
+/// with what the text does to a session ([`Traits`]). In shared mode
+/// (`shared`) text that needs a connection of its own is refused before
+/// anything is sent; the cache decides that once per text, not per call.
+/// The lock is not held while preparing; callers racing for the same text
+/// share one prepare (see [`Slot`]), and `prepare` is not polled at all
+/// when another caller's prepare delivered the statement first. Pinned by
+/// the caller, so this future holds a reference to it, not a copy.
+pub(crate) async fn prepare_cached(
     cache: &Mutex<StatementCache>,
     sql: &str,
-    prepare: Pin<&mut impl Future<Output = Result<Statement, E>>>,
-) -> Result<(Statement, bool), E> {
-    let Some(slot) = lock(cache).enabled_slot(sql) else {
-        return prepare.await.map(|statement| (statement, hygiene::may_dirty(sql)));
+    shared: bool,
+    prepare: Pin<&mut impl Future<Output = Result<Statement, Error>>>,
+) -> Result<(Statement, Traits), Error> {
+    let admit = |traits: Traits| match traits.needs_exclusive {
+        Some(operation) if shared => Err(Error::needs_exclusive(operation)),
+        _ => Ok(traits),
     };
-    if let Some(ready) = slot.get() {
+    let Some(slot) = lock(cache).enabled_slot(sql) else {
+        let traits = admit(Traits::of(sql))?;
+        return prepare.await.map(|statement| (statement, traits));
+    };
+    if let Some((statement, traits)) = slot.get() {
+        let traits = admit(*traits)?;
         lock(cache).hits += 1;
-        return Ok(ready.clone());
+        return Ok((statement.clone(), traits));
     }
+    let traits = match admit(Traits::of(sql)) {
+        Ok(traits) => traits,
+        Err(refused) => {
+            lock(cache).forget(sql, &slot);
+            return Err(refused);
+        }
+    };
     let mut prepared_here = false;
     let out = slot
         .get_or_try_init(|| {
             prepared_here = true;
-            async move { prepare.await.map(|statement| (statement, hygiene::may_dirty(sql))) }
+            async move { prepare.await.map(|statement| (statement, traits)) }
         })
         .await
         .cloned();

@@ -13,20 +13,41 @@
 /// `ROLLBACK` clears.
 const MARKING: &[&str] = &["BEGIN", "START", "SAVEPOINT", "DECLARE", "LOCK", "PREPARE"];
 
+/// First words that need a connection of their own beyond those that mark
+/// it: `COPY` holds the connection for its data stream.
+const OWN_CONNECTION: &[&str] = &["COPY"];
+
 /// Whether `sql` (one or several statements) may leave the session dirty.
 pub(crate) fn may_dirty(sql: &str) -> bool {
-    marking_word(sql).is_some()
+    statements(sql).any(|first_word| MARKING.iter().any(|k| first_word.eq_ignore_ascii_case(k)))
 }
 
-/// The keyword that makes `sql` leave the session dirty, upper case, if any.
-pub(crate) fn marking_word(sql: &str) -> Option<&'static str> {
-    statements(sql)
-        .find_map(|first_word| MARKING.iter().copied().find(|k| first_word.eq_ignore_ascii_case(k)))
+/// What in `sql` needs a connection of its own, so shared mode refuses it:
+/// session state ([`crate::session_state`]), a transaction block, a
+/// cursor, a lock, `PREPARE`, `COPY`.
+pub(crate) fn needs_exclusive(sql: &str) -> Option<&'static str> {
+    if let Some(found) = crate::session_state::find(sql) {
+        return Some(found.statement);
+    }
+    statements(sql).find_map(|first_word| {
+        MARKING.iter().chain(OWN_CONNECTION).copied().find(|k| first_word.eq_ignore_ascii_case(k))
+    })
 }
 
-/// Whether some statement in `sql` starts with `word` (any case).
-pub(crate) fn has_statement(sql: &str, word: &str) -> bool {
-    statements(sql).any(|first_word| first_word.eq_ignore_ascii_case(word))
+/// What SQL text does to a session, decided once per text and kept with
+/// its cached statement.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Traits {
+    /// It may leave the session dirty ([`may_dirty`]).
+    pub(crate) dirties: bool,
+    /// What shared mode refuses in it ([`needs_exclusive`]).
+    pub(crate) needs_exclusive: Option<&'static str>,
+}
+
+impl Traits {
+    pub(crate) fn of(sql: &str) -> Self {
+        Self { dirties: may_dirty(sql), needs_exclusive: needs_exclusive(sql) }
+    }
 }
 
 /// The first word of each `;`-separated statement, skipping comments. Splits

@@ -103,19 +103,21 @@ impl<'a> Session<'a> {
         self.conn
     }
 
-    /// Step 1, for every piece of SQL text before it is sent.
+    /// Step 1, for SQL text sent without the statement cache (which makes
+    /// shared mode's check once per text, see [`cache::prepare_cached`]).
     pub(crate) fn guard(&self, sql: &str) -> Result<(), Error> {
         if matches!(self.scope, Scope::Shared) {
-            if let Some(found) = session_state::find(sql) {
-                return Err(Error::needs_exclusive(found.statement));
-            }
-            if let Some(word) = hygiene::marking_word(sql) {
-                return Err(Error::needs_exclusive(word));
-            }
-            if hygiene::has_statement(sql, "COPY") {
-                return Err(Error::needs_exclusive("COPY"));
-            }
+            // All session state is refused here, which leaves the pooler's
+            // check nothing to find.
+            return hygiene::needs_exclusive(sql)
+                .map_or(Ok(()), |operation| Err(Error::needs_exclusive(operation)));
         }
+        self.guard_pooler(sql)
+    }
+
+    /// Step 1 behind a transaction pooler: session state is refused or
+    /// warned about, and counted, on every statement.
+    fn guard_pooler(&self, sql: &str) -> Result<(), Error> {
         let policy = &self.conn.policy;
         if !policy.pooler.transaction_mode() {
             return Ok(());
@@ -320,11 +322,14 @@ impl<'a> Session<'a> {
     /// (prepared, then cached); with the cache off, prepared every time.
     pub(crate) async fn prepare_cached(&self, sql: &str) -> Result<Statement, Error> {
         self.needs_named("prepare_cached")?;
-        self.guard(sql)?;
+        let shared = matches!(self.scope, Scope::Shared);
+        if !shared {
+            self.guard_pooler(sql)?;
+        }
         let prepare = pin!(self.client().prepare(sql));
         let prepare = pin!(self.bounded(prepare));
-        let (statement, dirties) = cache::prepare_cached(&self.conn.cache, sql, prepare).await?;
-        if dirties && matches!(self.scope, Scope::Autocommit) {
+        let (statement, traits) = cache::prepare_cached(&self.conn.cache, sql, shared, prepare).await?;
+        if traits.dirties && matches!(self.scope, Scope::Autocommit) {
             self.conn.mark_dirty();
         }
         Ok(statement)

@@ -333,9 +333,7 @@ async fn shared_reads_pipeline_on_the_replica_and_shared_writes_on_the_primary()
             assert_eq!(row.get::<_, i64>(1), task + 1);
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    common::join_all(tasks).await;
     let on_primary: bool = writes.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap().get(0);
     assert!(!on_primary, "shared() follows get(): the primary");
     // One lane per host, both inside the pool's budget.

@@ -39,9 +39,7 @@ async fn sixty_four_tasks_share_four_connections_and_every_value_is_right() {
             }
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    common::join_all(tasks).await;
     let status = shared.status();
     assert!(status.connections <= 4 && status.connections >= 1, "{status:?}");
     assert_eq!((status.max_connections, status.max_in_flight_per_connection), (4, 32), "{status:?}");
@@ -68,9 +66,7 @@ async fn every_acknowledged_write_is_there_exactly_once() {
             }
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    common::join_all(tasks).await;
     let client = pool.get().await.unwrap();
     let row =
         client.query_one("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM t", &[]).await.unwrap();
@@ -95,9 +91,7 @@ async fn tasks_racing_for_new_text_prepare_it_once() {
             assert_eq!(row.get::<_, i32>(0), task + 7);
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    common::join_all(tasks).await;
     // Unnamed, so counting adds nothing; one lane, so this is its session.
     let prepared: i64 =
         shared.query_typed_one("SELECT count(*) FROM pg_prepared_statements", &[]).await.unwrap().get(0);
@@ -174,6 +168,21 @@ async fn what_would_leave_state_on_a_shared_connection_is_refused_before_it_is_s
     assert_eq!(row.get::<_, String>(0), "\"$user\", public");
 }
 
+#[tokio::test]
+async fn text_an_exclusive_checkout_cached_is_still_refused_on_the_shared_connection() {
+    let server = common::server();
+    // One connection: the shared lane is the one the exclusive checkout used.
+    let pool = shared_pool(&server, "shared_cached_refusal", "connection_limit=1&shared_connections=1");
+    let client = pool.get().await.unwrap();
+    client.prepare_cached("COPY (SELECT 1) TO STDOUT").await.unwrap();
+    assert_eq!(client.statement_cache_stats().len, 1);
+    drop(client);
+    let error = pool.shared().execute("COPY (SELECT 1) TO STDOUT", &[]).await.unwrap_err();
+    assert!(matches!(error.kind(), ErrorKind::NeedsExclusive { operation: "COPY" }), "{error:?}");
+    // Refused, the cached statement stays for exclusive checkouts.
+    assert_eq!(pool.shared().query_one("SELECT 3", &[]).await.unwrap().get::<_, i32>(0), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_statements_error_reaches_only_its_caller() {
     let server = common::server();
@@ -198,10 +207,7 @@ async fn one_statements_error_reaches_only_its_caller() {
             failed
         });
     }
-    let mut failed = 0;
-    while let Some(done) = tasks.join_next().await {
-        failed += done.unwrap();
-    }
+    let failed: i32 = common::join_all(tasks).await.into_iter().sum();
     assert_eq!(failed, 64 * 10);
     // Errors end their own statement only: the connections stayed.
     assert!(shared.status().connections >= 1);
@@ -230,9 +236,7 @@ async fn cancelled_callers_leave_the_pipeline_to_the_others() {
             }
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    common::join_all(tasks).await;
     assert_eq!(shared.status().in_flight, 0, "every cancelled caller gave its room back");
     assert_eq!(shared.query_one("SELECT 42", &[]).await.unwrap().get::<_, i32>(0), 42);
 }
@@ -274,10 +278,7 @@ async fn a_connection_killed_under_load_fails_only_its_in_flight_statements_and_
     .await;
     let victim = common::backends(&monitor, "shared_killed").await[0];
     monitor.execute("SELECT pg_terminate_backend($1)", &[&victim]).await.unwrap();
-    let mut failures = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        failures.extend(done.unwrap());
-    }
+    let failures: Vec<String> = common::join_all(tasks).await.into_iter().flatten().collect();
     let acknowledged: HashSet<i32> = acknowledged.lock().unwrap().iter().copied().collect();
     let never_ran: HashSet<i32> = never_ran.lock().unwrap().iter().copied().collect();
     // Only the statements in flight on the killed connection can fail.
@@ -348,10 +349,7 @@ async fn shared_and_exclusive_connections_share_one_budget() {
             shared.query_one("SELECT $1::int4, pg_sleep(0.05)", &[&i]).await.unwrap().get::<_, i32>(0)
         });
     }
-    let mut sum = 0;
-    while let Some(done) = tasks.join_next().await {
-        sum += done.unwrap();
-    }
+    let sum: i32 = common::join_all(tasks).await.into_iter().sum();
     assert_eq!(sum, (0..32).sum::<i32>());
     let lanes = shared.status().connections;
     assert_eq!(lanes, 2, "{:?}", shared.status());

@@ -173,9 +173,7 @@ async fn shared_mode_pipelines_unnamed_statements_through_pgbouncer_and_loses_no
             }
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    common::join_all(tasks).await;
     let row = direct
         .get()
         .await

@@ -38,7 +38,7 @@ impl FromStr for LoadBalance {
 impl LoadBalance {
     /// Puts `members` in the order they are to be tried; `turn` is a number
     /// that changes with every checkout.
-    pub(crate) fn order(self, members: &mut [Arc<Member>], turn: usize) {
+    pub(crate) fn order(self, members: &mut [&Arc<Member>], turn: usize) {
         if members.len() < 2 {
             return;
         }

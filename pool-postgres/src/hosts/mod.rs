@@ -170,14 +170,10 @@ pub(crate) fn build(
         own.max_size = share;
         own.min_idle = (s.min_idle / count).min(share);
         own.name = format!("{name}@{label}");
-        let (pool, registration) = build_one(
-            split::one_host(&config, index),
-            own.clone(),
-            observers,
-            tls,
-            Some(Arc::clone(&doubt)),
-        )?;
-        let lanes = crate::pipelined::Lanes::new(pool.clone(), crate::builder::lane_limits(&own));
+        let limits = crate::builder::lane_limits(&own);
+        let (pool, registration) =
+            build_one(split::one_host(&config, index), own, observers, tls, Some(Arc::clone(&doubt)))?;
+        let lanes = crate::pipelined::Lanes::new(pool.clone(), limits);
         members.push(Arc::new(Member {
             label,
             pool,

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{Hosts, Member};
 use crate::client::Client;
-use crate::pipelined::{Slot, Wait};
+use crate::pipelined::Slot;
 use crate::pool::PoolError;
 use crate::target::{Role, TargetSessionAttrs};
 
@@ -144,25 +144,16 @@ impl Hosts {
             let mut changed = std::pin::pin!(self.changed.notified());
             changed.as_mut().enable();
             let candidates = self.candidates(target);
-            // The members themselves, borrowed for as long as the pool.
-            let members: Vec<&Member> = candidates
-                .iter()
-                .filter_map(|c| self.members.iter().find(|m| Arc::ptr_eq(m, c)).map(|m| &**m))
-                .collect();
-            for member in &members {
-                match member.lanes.slot(Wait::No, location).await {
+            for member in &candidates {
+                match member.lanes.try_slot(location).await {
                     Ok(Some(slot)) => return Ok(slot),
                     Ok(None) => {}
                     Err(pool_core::Error::Closed) => return Err(pool_core::Error::Closed),
                     Err(_) => self.doubt.notify_one(),
                 }
             }
-            if let Some(first) = members.first() {
-                loop {
-                    if let Some(slot) = first.lanes.slot(Wait::Yes, location).await? {
-                        return Ok(slot);
-                    }
-                }
+            if let Some(first) = candidates.first() {
+                return first.lanes.slot(location).await;
             }
             if Instant::now() >= deadline {
                 return Err(self.none_serves(target, started));
@@ -175,10 +166,11 @@ impl Hosts {
         }
     }
 
-    /// The hosts that may serve `target`, in the order they are tried:
+    /// The hosts that may serve `target`, in the order they are tried
+    /// (borrowed from the pool, which outlives every checkout):
     /// first choices (balanced), then fallbacks (the primary, for
     /// `prefer-standby`).
-    pub(crate) fn candidates(&self, target: TargetSessionAttrs) -> Vec<Arc<Member>> {
+    pub(crate) fn candidates(&self, target: TargetSessionAttrs) -> Vec<&Arc<Member>> {
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let mut first = Vec::with_capacity(self.members.len());
         let mut fallback = Vec::new();
@@ -186,9 +178,9 @@ impl Hosts {
             let (role, down) = member.standing();
             match role {
                 _ if down => {}
-                Some(role) if target.accepts(role, self.max_lag) => first.push(Arc::clone(member)),
-                Some(role) if target.falls_back_to(role) => fallback.push(Arc::clone(member)),
-                None if target == TargetSessionAttrs::Any => first.push(Arc::clone(member)),
+                Some(role) if target.accepts(role, self.max_lag) => first.push(member),
+                Some(role) if target.falls_back_to(role) => fallback.push(member),
+                None if target == TargetSessionAttrs::Any => first.push(member),
                 _ => {}
             }
         }

@@ -124,13 +124,11 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// How [`Lanes::slot`] may get its room.
+/// Whether an attempt waits for room ([`Lanes::slot`]) or not
+/// ([`Lanes::try_slot`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// Wait within `acquire_timeout` for room and for a lane to open.
+enum Wait {
     Yes,
-    /// Only room free now, or on the first lane (opened, or waited for
-    /// while another caller opens it): `None` when open lanes are full.
     No,
 }
 
@@ -182,29 +180,59 @@ impl Lanes {
         self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Room for one statement on the least-loaded lane; see [`Wait`].
-    /// `None` only with [`Wait::No`], when there is no room now.
+    /// Room for one statement on the least-loaded lane, waiting within
+    /// `acquire_timeout` for room and for a first lane to open.
     pub(crate) async fn slot(
         self: &Arc<Self>,
+        location: &'static Location<'static>,
+    ) -> Result<Slot<'_>, PoolError> {
+        let mut deadline = None;
+        loop {
+            if let Some(slot) = self.attempt(Wait::Yes, &mut deadline, location).await? {
+                return Ok(slot);
+            }
+        }
+    }
+
+    /// Room now, or on the first lane (opened, or waited for while another
+    /// caller opens it); `None` when the lanes are open and full, so a
+    /// routed statement may try another host.
+    pub(crate) async fn try_slot(
+        self: &Arc<Self>,
+        location: &'static Location<'static>,
+    ) -> Result<Option<Slot<'_>>, PoolError> {
+        let mut deadline = None;
+        loop {
+            match self.attempt(Wait::No, &mut deadline, location).await? {
+                Some(slot) => return Ok(Some(slot)),
+                None if self.full() => return Ok(None),
+                None => {}
+            }
+        }
+    }
+
+    /// One try: room now, or after [`Lanes::no_room`]'s wait, on the
+    /// least-loaded lane; `None`: look again. The deadline is set at the
+    /// first wait, so a statement that finds room reads no clock.
+    async fn attempt(
+        self: &Arc<Self>,
         wait: Wait,
+        deadline: &mut Option<Instant>,
         location: &'static Location<'static>,
     ) -> Result<Option<Slot<'_>>, PoolError> {
         self.start_janitor();
-        let deadline = Instant::now() + self.limits.acquire_timeout;
-        loop {
-            let permit = match self.room.try_acquire() {
-                Ok(permit) => permit,
-                Err(TryAcquireError::Closed) => return Err(pool_core::Error::Closed),
-                Err(TryAcquireError::NoPermits) => match self.no_room(wait, deadline, location).await? {
+        let permit = match self.room.try_acquire() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(pool_core::Error::Closed),
+            Err(TryAcquireError::NoPermits) => {
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.limits.acquire_timeout);
+                match self.no_room(wait, deadline, location).await? {
                     Some(permit) => permit,
-                    None if wait == Wait::No && self.full() => return Ok(None),
-                    None => continue,
-                },
-            };
-            if let Some(slot) = self.pick(permit) {
-                return Ok(Some(slot));
+                    None => return Ok(None),
+                }
             }
-        }
+        };
+        Ok(self.pick(permit))
     }
 
     /// Lanes are open and every one is full.
@@ -264,8 +292,13 @@ impl Lanes {
         Some(Slot { lanes: self, lane, permit: Some(permit) })
     }
 
-    /// Counts one more lane to open, if the limit allows.
+    /// Counts one more lane to open, if the limit allows. Called for
+    /// nearly every statement once all lanes are busy, so the pool's
+    /// status (its lock) is read only while a lane may still be added.
     fn try_plan(&self) -> bool {
+        if self.planned.load(Ordering::Relaxed) >= self.limits.lanes {
+            return false;
+        }
         let max = self.limits.lanes.min(self.pool.status().max_size);
         self.planned
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
@@ -398,10 +431,12 @@ impl Lanes {
             #[allow(clippy::cast_possible_truncation)]
             let started = (lane.load.load(Ordering::Relaxed) >> 32) as u32;
             let idle = lane.seen_started.swap(started, Ordering::Relaxed) == started && lane.in_flight() == 0;
-            let idle_ticks = if idle { lane.idle_ticks.fetch_add(1, Ordering::Relaxed) + 1 } else { 0 };
-            if !idle {
+            let idle_ticks = if idle {
+                lane.idle_ticks.fetch_add(1, Ordering::Relaxed) + 1
+            } else {
                 lane.idle_ticks.store(0, Ordering::Relaxed);
-            }
+                0
+            };
             let why = if lane.spoiled() {
                 "spoiled"
             } else if expired || rotate {

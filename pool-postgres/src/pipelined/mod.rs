@@ -69,7 +69,7 @@ use crate::query::Query;
 use crate::session::{Scope, Session};
 use crate::statements::{Params, TypedParams};
 use crate::target::TargetSessionAttrs;
-pub(crate) use lanes::{LaneLimits, Lanes, Slot, Wait};
+pub(crate) use lanes::{LaneLimits, Lanes, Slot};
 pub use lanes::{SHARED_CONNECTIONS_METRIC, SHARED_IN_FLIGHT_METRIC, SHARED_WAITING_METRIC};
 
 /// How many times a statement that found its lane closed before it was
@@ -138,13 +138,7 @@ impl Shared {
     /// Room for one statement on a lane.
     async fn slot(&self, location: &'static Location<'static>) -> Result<Slot<'_>, Error> {
         let got = match &self.route {
-            Route::One(lanes) => loop {
-                match lanes.slot(Wait::Yes, location).await {
-                    Ok(Some(slot)) => break Ok(slot),
-                    Ok(None) => {}
-                    Err(error) => break Err(error),
-                }
-            },
+            Route::One(lanes) => lanes.slot(location).await,
             Route::Hosts { hosts, target } => Box::pin(hosts.shared_slot(*target, location)).await,
         };
         got.map_err(Error::acquire)

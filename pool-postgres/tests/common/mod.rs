@@ -155,6 +155,16 @@ where
     }
 }
 
+/// Waits for every task in `tasks`, panicking with the first that
+/// panicked; their outputs in the order they finished.
+pub async fn join_all<T: 'static>(mut tasks: tokio::task::JoinSet<T>) -> Vec<T> {
+    let mut outputs = Vec::with_capacity(tasks.len());
+    while let Some(done) = tasks.join_next().await {
+        outputs.push(done.expect("a task panicked"));
+    }
+    outputs
+}
+
 /// An error's `Display` text (what a service logs with `{}`).
 pub fn display(error: &dyn StdError) -> String {
     error.to_string()
